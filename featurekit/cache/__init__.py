@@ -1,0 +1,20 @@
+"""The HDF5 feature cache: schema, provenance key, atomic writes, reading into a FeatureSet.
+
+No torch here: a user fitting heads on a cache from another machine never pays for CUDA.
+"""
+
+from featurekit.cache.featureset import FeatureSet, RowTable
+from featurekit.cache.provenance import first_difference, keyed_provenance, provenance_key
+from featurekit.cache.store import cache_info, load_features, read_provenance, write_cache
+
+__all__ = [
+    "FeatureSet",
+    "RowTable",
+    "cache_info",
+    "first_difference",
+    "keyed_provenance",
+    "load_features",
+    "provenance_key",
+    "read_provenance",
+    "write_cache",
+]

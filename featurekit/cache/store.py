@@ -1,0 +1,150 @@
+"""The HDF5 feature store (schema in docs/cache-format.md). The only module that uses h5py.
+
+A cache file is always complete: it is written under a temporary name in the same folder,
+flushed and fsynced, then atomically renamed over the target, so a crash leaves either the
+old cache or the new one, never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from featurekit.cache.featureset import FeatureSet, RowTable
+from featurekit.cache.provenance import provenance_key
+from featurekit.errors import CacheFormatError, PathNotFoundError
+
+FORMAT = "featurekit-cache"
+FORMAT_VERSION = 1
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+def write_cache(path: Path, *, features: np.ndarray, rows: RowTable, provenance: dict[str, Any]) -> Path:
+    """Write a complete cache atomically and return its path."""
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] != len(rows):
+        raise ValueError(f"features {features.shape} do not match {len(rows)} rows")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_contents(f, features=features, rows=rows, provenance=provenance)
+            f.flush()
+        with tmp.open("rb+") as handle:  # fsync so the rename never exposes unwritten data
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def _write_contents(
+    f: h5py.File, *, features: np.ndarray, rows: RowTable, provenance: dict[str, Any]
+) -> None:
+    n, dim = features.shape
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
+    f.attrs["provenance_key"] = provenance_key(provenance)
+    f.attrs["n_rows"] = n
+    chunk_rows = max(1, min(n, max(1, (1 << 20) // max(1, dim * 4))))  # ~1 MiB chunks
+    f.create_dataset("features", data=features, chunks=(chunk_rows, dim) if n else None)
+    f.create_dataset("classes", data=np.array(rows.class_names, dtype=object), dtype=_STR)
+    group = f.create_group("rows")
+    group.create_dataset("path", data=np.array(rows.paths, dtype=object), dtype=_STR)
+    group.create_dataset("content_sha256", data=np.array(rows.content_hashes, dtype="S64"))
+    if rows.boxes is not None:
+        group.create_dataset("box", data=np.asarray(rows.boxes, dtype=np.float64))
+    if rows.labels is not None:
+        name = "labels" if rows.labels.ndim == 2 else "label"
+        dtype = np.uint8 if rows.labels.ndim == 2 else np.int64
+        group.create_dataset(name, data=np.asarray(rows.labels, dtype=dtype))
+    for name, column in (("group", rows.groups), ("split", rows.splits)):
+        if column is not None:
+            group.create_dataset(name, data=np.asarray(column, dtype=object), dtype=_STR)
+
+
+def _open(path: Path) -> h5py.File:
+    path = Path(path)
+    if not path.exists():
+        raise PathNotFoundError(f"cache not found: {path} (create it with `featurekit extract`)")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise CacheFormatError(f"{path} is not a readable HDF5 file ({exc})") from exc
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise CacheFormatError(f"{path} is an HDF5 file but not a featurekit cache")
+    version = int(f.attrs.get("format_version", -1))
+    if version > FORMAT_VERSION:
+        f.close()
+        raise CacheFormatError(
+            f"{path} uses cache format {version}; this featurekit reads up to {FORMAT_VERSION} "
+            "(upgrade featurekit)"
+        )
+    return f
+
+
+def read_provenance(path: Path) -> tuple[dict[str, Any], str]:
+    """The provenance record and key of a cache, without reading its features."""
+    with _open(path) as f:
+        return json.loads(f.attrs["provenance"]), str(f.attrs["provenance_key"])
+
+
+def _strings(dataset: h5py.Dataset) -> np.ndarray:
+    return np.array([s.decode("utf-8") if isinstance(s, bytes) else s for s in dataset[()]], dtype=object)
+
+
+def read_rows(f: h5py.File) -> RowTable:
+    group = f["rows"]
+    labels: np.ndarray | None = None
+    if "label" in group:
+        labels = group["label"][()].astype(np.int64)
+    elif "labels" in group:
+        labels = group["labels"][()].astype(np.uint8)
+    return RowTable(
+        paths=list(_strings(group["path"])),
+        content_hashes=[h.decode("ascii") for h in group["content_sha256"][()]],
+        class_names=list(_strings(f["classes"])),
+        labels=labels,
+        boxes=group["box"][()] if "box" in group else None,
+        groups=_strings(group["group"]) if "group" in group else None,
+        splits=_strings(group["split"]) if "split" in group else None,
+    )
+
+
+def load_features(path: Path) -> FeatureSet:
+    """Read a whole cache into memory as a FeatureSet."""
+    with _open(path) as f:
+        provenance = json.loads(f.attrs["provenance"])
+        return FeatureSet(
+            X=f["features"][()],
+            rows=read_rows(f),
+            provenance=provenance,
+            provenance_key=str(f.attrs["provenance_key"]),
+        )
+
+
+def cache_info(path: Path) -> dict[str, Any]:
+    """A JSON-ready summary of what a cache holds."""
+    with _open(path) as f:
+        rows = read_rows(f)
+        return {
+            "path": str(path),
+            "format_version": int(f.attrs["format_version"]),
+            "rows": int(f["features"].shape[0]),
+            "feature_dim": int(f["features"].shape[1]),
+            "classes": rows.class_names,
+            "multilabel": rows.multilabel,
+            "has_boxes": rows.boxes is not None,
+            "provenance_key": str(f.attrs["provenance_key"]),
+            "provenance": json.loads(f.attrs["provenance"]),
+        }
