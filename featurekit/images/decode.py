@@ -1,0 +1,114 @@
+"""Safe decoding to RGB: every odd mode becomes an 8-bit RGB image, and every failure one clear error.
+
+Images are fully decoded here (not lazily later) so that a truncated or corrupt file fails on the row
+that owns it. PIL's decompression-bomb limit stays at its default.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from featurekit.errors import FeaturekitError, InvalidInputError
+from featurekit.images.index import ImageIndex
+
+Background = tuple[int, int, int]
+WHITE: Background = (255, 255, 255)
+
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+
+
+def _composite(img: Image.Image, background: Background) -> Image.Image:
+    rgba = img.convert("RGBA")
+    base = Image.new("RGBA", rgba.size, (*background, 255))
+    return Image.alpha_composite(base, rgba).convert("RGB")
+
+
+def to_rgb(img: Image.Image, *, background: Background = WHITE) -> Image.Image:
+    """A new 8-bit RGB image; transparency is composited on `background`."""
+    mode = img.mode
+    if mode in _ALPHA_MODES or ("transparency" in img.info and mode in ("P", "L", "RGB")):
+        return _composite(img, background)
+    if mode == "RGB":
+        return img.copy()
+    if mode in _SIXTEEN_BIT_MODES:
+        # PIL's own I;16 -> L conversion clips at 255 (a mid-grey turns white): rescale 0..65535 to 0..255.
+        wide = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+        return Image.fromarray(((wide + 128) // 257).astype(np.uint8)).convert("RGB")
+    if mode == "F":  # float TIFFs: values taken as 0..255
+        return Image.fromarray(np.clip(np.asarray(img), 0, 255).round().astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")  # L, 1, P, CMYK (Adobe-inverted JPEGs handled by PIL), YCbCr, ...
+
+
+def crop_to_box(img: Image.Image, box: tuple[float, float, float, float], *, where: str) -> Image.Image:
+    """Crop to the box clamped to the image; a box entirely outside the image is an error."""
+    width, height = img.size
+    x1, y1, x2, y2 = box
+    cx1, cx2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+    cy1, cy2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+    if cx2 <= cx1 or cy2 <= cy1:
+        raise InvalidInputError(
+            f"{where}: box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {width}x{height} image "
+            "(nothing left after clamping to the image); fix the box coordinates"
+        )
+    # floor/ceil keep partly covered pixels, so a box of positive area never crops to nothing.
+    return img.crop((math.floor(cx1), math.floor(cy1), math.ceil(cx2), math.ceil(cy2)))
+
+
+def open_image_file(
+    path: Path, *, exif_transpose: bool = True, background: Background = WHITE
+) -> Image.Image:
+    """Decode one file to RGB (first frame of an animation); any failure -> InvalidInputError."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: truncated files must fail here
+            oriented = ImageOps.exif_transpose(img) if exif_transpose else img
+            return to_rgb(oriented, background=background)
+    except FeaturekitError:
+        raise
+    except (
+        Exception
+    ) as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, DecompressionBombError...
+        raise InvalidInputError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def array_to_image(pixels: np.ndarray, *, background: Background = WHITE) -> Image.Image:
+    """(H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8 pixels -> RGB image."""
+    if pixels.dtype != np.uint8:
+        raise InvalidInputError(f"pixel array has dtype {pixels.dtype}; expected uint8")
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))):
+        raise InvalidInputError(f"pixel array has shape {pixels.shape}; expected (H, W) or (H, W, 1|3|4)")
+    return to_rgb(Image.fromarray(np.ascontiguousarray(pixels)), background=background)
+
+
+def npz_row(path: str) -> int:
+    """The array row of an npz index path "<name>.npz:<i>"."""
+    _, sep, digits = path.rpartition(":")
+    if not sep or not digits.isdigit():
+        raise InvalidInputError(f"{path!r} is not an npz row path of the form '<name>.npz:<i>'")
+    return int(digits)
+
+
+def load_image(
+    index: ImageIndex, row: int, *, exif_transpose: bool = True, background: Background = WHITE
+) -> Image.Image:
+    """Row `row` of `index` as an RGB image, cropped to its box when it has one.
+
+    Boxes are in the pixel frame of the image as displayed, i.e. after EXIF orientation
+    when `exif_transpose` is True.
+    """
+    if index.array is not None:
+        where = f"{index.root / index.paths[row]}"
+        img = array_to_image(index.array[npz_row(index.paths[row])], background=background)
+    else:
+        path = index.file_path(row)
+        where = str(path)
+        img = open_image_file(path, exif_transpose=exif_transpose, background=background)
+    box = index.box(row)
+    return img if box is None else crop_to_box(img, box, where=where)
