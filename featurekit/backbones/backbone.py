@@ -1,0 +1,41 @@
+"""The Backbone: a frozen model, its resolved preprocessing and its weights' provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from featurekit.backbones.weights import WeightsInfo
+from featurekit.config import Preprocess
+from featurekit.errors import InvalidInputError
+
+
+@dataclass(eq=False)
+class Backbone:
+    name: str  # timm name (e.g. "tf_efficientnet_lite0") or "tv:<torchvision name>"
+    model: nn.Module  # eval mode, requires_grad False
+    preprocess: Preprocess
+    weights: WeightsInfo
+    feature_dim: int  # length of the pooled embedding
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised float images → (B, feature_dim) pooled pre-logits features.
+
+        Run it under the caller's `torch.inference_mode()`; nothing here enables gradients.
+        """
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise InvalidInputError(f"embed expects a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
+        model = self.model
+        features = model.forward_head(model.forward_features(images), pre_logits=True)  # type: ignore[operator]
+        return features.flatten(1)
+
+    def to(self, device: torch.device | str) -> Backbone:
+        """Move the model to `device` in place; returns self for chaining."""
+        self.model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
