@@ -1,0 +1,19 @@
+"""The batched extraction engine (imports torch)."""
+
+from featurekit.extract.dataset import BadInput
+from featurekit.extract.engine import (
+    ExtractionResult,
+    ExtractionSettings,
+    extract_features,
+    resolve_device,
+    resolve_precision,
+)
+
+__all__ = [
+    "BadInput",
+    "ExtractionResult",
+    "ExtractionSettings",
+    "extract_features",
+    "resolve_device",
+    "resolve_precision",
+]

@@ -1,0 +1,38 @@
+"""How every row of a cache was made: the provenance record written with the features."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from typing import Any
+
+import timm
+import torch
+import torchvision
+
+import featurekit
+from featurekit.backbones import Backbone
+
+# Bump when extraction code changes feature values for identical settings.
+FEATURE_VERSION = 1
+
+
+def build_provenance(backbone: Backbone, *, precision: str, extraction: dict[str, Any]) -> dict[str, Any]:
+    """The provenance record. `extraction` holds settings that do not change features (unkeyed)."""
+    return {
+        "backbone": backbone.name,
+        "weights": backbone.weights.to_dict(),
+        "preprocess": backbone.preprocess.to_dict(),
+        "features": {"layer": "pre_logits", "pool": "model default", "dim": backbone.feature_dim},
+        "precision": precision,
+        "feature_version": FEATURE_VERSION,
+        "extraction": extraction,
+        "versions": {
+            "featurekit": featurekit.__version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "timm": timm.__version__,
+            "python": platform.python_version(),
+        },
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
