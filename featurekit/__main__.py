@@ -1,0 +1,5 @@
+import sys
+
+from featurekit.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""featurekit extract DATA --backbone NAME [--weights FILE|random] --out CACHE"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from featurekit.cli.options import (
+    add_preprocess_options,
+    add_runtime_options,
+    add_source_options,
+    extraction_settings,
+    preprocess_overrides,
+    source_options,
+)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("extract", help="embed images with a frozen backbone into an HDF5 cache")
+    p.add_argument(
+        "data", type=Path, help="a class-per-subfolder folder, a CSV manifest, an .npz or a folder"
+    )
+    p.add_argument("--backbone", required=True, help="a timm model name (see `featurekit list backbones`)")
+    p.add_argument("--weights", help="a checkpoint FILE, or 'random' (default: offline package, else hub)")
+    p.add_argument("--out", type=Path, help="cache file (default: cache/<data>__<backbone>__<key>.h5)")
+    p.add_argument("--overwrite", action="store_true", help="replace a cache made with other settings")
+    add_source_options(p)
+    add_preprocess_options(p)
+    add_runtime_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from featurekit import api
+
+    report = api.extract(
+        args.data,
+        backbone=args.backbone,
+        weights=args.weights,
+        out=args.out,
+        preprocess=preprocess_overrides(args),
+        source=source_options(args),
+        settings=extraction_settings(args),
+        overwrite=args.overwrite,
+    )
+    print(
+        f"cache {report.cache_path}: {report.rows} rows "
+        f"({report.extracted} extracted, {report.reused} reused) in {report.seconds:.1f} s"
+    )
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} input(s), listed in {report.bad_inputs_csv}")
+    return 0

@@ -1,0 +1,33 @@
+"""featurekit list backbones|heads [PATTERN]"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("list", help="list backbones (usable offline by default) or heads")
+    p.add_argument("what", choices=("backbones", "heads"))
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'resnet*'")
+    p.add_argument(
+        "--all", action="store_true", help="backbones: every timm name, not only offline-usable ones"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.what == "heads":
+        from featurekit.heads import list_heads
+
+        for head in list_heads():
+            print(f"{head.name:<16} {head.description}")
+        return 0
+    from featurekit.backbones import list_backbones
+
+    infos = list_backbones(args.pattern, offline_only=not args.all)
+    for info in infos:
+        status = "offline" if info.offline else "needs network or --weights FILE"
+        print(f"{info.name:<40} {status:<32} {info.weights_source}")
+    if not infos:
+        print("no backbone matches" + ("" if args.all else " offline (try --all)"))
+    return 0

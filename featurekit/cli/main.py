@@ -1,0 +1,52 @@
+"""The `featurekit` command: parse, call the library, print. Errors become one clear line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from featurekit import __version__
+from featurekit.cli import demo_cmd, evaluate_cmd, extract_cmd, fit_cmd, list_cmd, predict_cmd
+from featurekit.errors import FeaturekitError
+
+COMMANDS = (extract_cmd, fit_cmd, evaluate_cmd, predict_cmd, list_cmd, demo_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="featurekit",
+        description="Frozen-backbone image features, cached once; classifier heads fitted on the cache.",
+    )
+    parser.add_argument("--version", action="version", version=f"featurekit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("PIL", "matplotlib", "h5py", "urllib3", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.run(args))
+    except FeaturekitError as exc:
+        if os.environ.get("FEATUREKIT_DEBUG") == "1":
+            raise
+        print(f"featurekit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"featurekit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Option groups shared by several commands; each flag maps to one config field."""
+
+from __future__ import annotations
+
+import argparse
+
+from featurekit.config import INTERPOLATIONS, RESIZE_MODES, PreprocessOverrides
+from featurekit.errors import InvalidInputError
+from featurekit.images import SourceOptions
+
+
+def _floats3(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}")
+    return (values[0], values[1], values[2])
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("image source")
+    g.add_argument("--source", default="auto", help="auto | folder | unlabelled | csv | npz (default: auto)")
+    g.add_argument("--path-column", help="CSV column with image paths (default: auto-detect)")
+    g.add_argument("--label-column", help="CSV column with one label per row (default: 'label')")
+    g.add_argument("--labels-column", help="CSV column with several labels per row (default: 'labels')")
+    g.add_argument("--label-sep", default="|", help="separator of --labels-column (default: '|')")
+    g.add_argument("--class-columns", type=_names, help="CSV 0/1 columns, one per class (comma-separated)")
+    g.add_argument("--split-column", default="split", help="CSV column with split names (default: 'split')")
+    g.add_argument("--group-column", default="group", help="CSV column with group ids (default: 'group')")
+    g.add_argument(
+        "--box-columns",
+        type=_names,
+        default=("x1", "y1", "x2", "y2"),
+        help="CSV box columns x1,y1,x2,y2 (default: x1,y1,x2,y2)",
+    )
+    g.add_argument("--image-root", help="folder that CSV paths are relative to (default: the CSV's folder)")
+    g.add_argument("--npz-images-key", default="images", help="npz array of images (default: 'images')")
+    g.add_argument("--npz-label-key", help="npz array of labels")
+    g.add_argument("--npz-group-key", help="npz array of groups")
+    g.add_argument("--npz-split-key", help="npz array of split names")
+    g.add_argument("--strict", action="store_true", help="fail on any bad row instead of skipping it")
+
+
+def source_options(args: argparse.Namespace) -> SourceOptions:
+    return SourceOptions(
+        source=args.source,
+        path_column=args.path_column,
+        label_column=args.label_column,
+        labels_column=args.labels_column,
+        label_sep=args.label_sep,
+        class_columns=args.class_columns,
+        split_column=args.split_column,
+        group_column=args.group_column,
+        box_columns=tuple(args.box_columns),
+        image_root=args.image_root,
+        npz_images_key=args.npz_images_key,
+        npz_label_key=args.npz_label_key,
+        npz_group_key=args.npz_group_key,
+        npz_split_key=args.npz_split_key,
+        strict=args.strict,
+    )
+
+
+def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("preprocessing (default: the backbone's own data config)")
+    g.add_argument("--img-size", type=int, help="input size in pixels")
+    g.add_argument(
+        "--resize-mode", choices=RESIZE_MODES, help="crop (resize + centre crop) | squash | border"
+    )
+    g.add_argument("--crop-pct", type=float, help="fraction kept by the centre crop (1.0 = no crop)")
+    g.add_argument("--interpolation", choices=INTERPOLATIONS)
+    g.add_argument("--mean", type=_floats3, help="normalisation mean, e.g. 0.485,0.456,0.406")
+    g.add_argument("--std", type=_floats3, help="normalisation std, e.g. 0.229,0.224,0.225")
+
+
+def preprocess_overrides(args: argparse.Namespace) -> PreprocessOverrides:
+    return PreprocessOverrides(
+        img_size=args.img_size,
+        resize_mode=args.resize_mode,
+        crop_pct=args.crop_pct,
+        interpolation=args.interpolation,
+        mean=args.mean,
+        std=args.std,
+    )
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("runtime (never changes the features)")
+    g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    g.add_argument("--workers", type=int, help="decoding processes (default: one per spare core, max 8)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    g.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="bf16 autocast (default: on with CUDA, off on CPU; recorded in the provenance)",
+    )
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+
+
+def extraction_settings(args: argparse.Namespace) -> object:
+    from featurekit.extract import ExtractionSettings
+
+    if args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    return ExtractionSettings(
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=args.device,
+        amp=args.amp,
+        progress=args.progress,
+    )
