@@ -21,10 +21,12 @@ from featurekit.heads._base import HEADS
 
 logger = logging.getLogger(__name__)
 
-# Standardised CNN embeddings have 1000-2000 correlated dimensions: with 10k+ samples C=1 overfits and
-# converges slowly, while C around 0.1 keeps most of the accuracy and converges in a few hundred lbfgs
-# steps. Tune on real features (EfficientNet-Lite0 / CIFAR-10) and change it here only.
-DEFAULT_C = 0.1
+# scikit-learn minimises C·Σ loss + ½‖w‖², so a fixed C regularises 100× less at N=20,000 than at N=200.
+# Standardised CNN embeddings (1000-2000 correlated dimensions) want a roughly constant *per-sample*
+# penalty λ = 1/(C·N) instead: on EfficientNet-Lite0 / CIFAR-10 features the best λ was 0.02-0.1 from
+# N=2,000 to N=16,000 (docs/results.md), so C="auto" means C = 1/(AUTO_PENALTY·N).
+DEFAULT_C = "auto"
+AUTO_PENALTY = 0.05
 _TOL = 1e-4  # lbfgs default; looser tolerances change predictions visibly on small data
 
 
@@ -35,6 +37,9 @@ class LogisticRegressionHead(ClassifierMixin, BaseEstimator):
     Single-label y is (N,) class labels; multi-label y is (N, C) multi-hot, for which `predict` returns
     (N, C) multi-hot and `predict_proba` (N, C) per-class probabilities. A label that is constant in the
     training data gets a constant prediction instead of an error.
+
+    C="auto" (the default) sets C = 1/(AUTO_PENALTY·n_samples): a per-sample L2 penalty that stays
+    right as the training set grows; the value used is `C_` after fitting.
     """
 
     featurekit_preprocessing: ClassVar[str] = "StandardScaler (when standardize=True)"
@@ -50,7 +55,7 @@ class LogisticRegressionHead(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        C: float = DEFAULT_C,
+        C: float | str = DEFAULT_C,
         class_weight: str | dict[Any, float] | None = None,
         max_iter: int = 1000,
         standardize: bool = True,
@@ -69,8 +74,9 @@ class LogisticRegressionHead(ClassifierMixin, BaseEstimator):
         return tags
 
     def _check_params(self, *, multilabel: bool) -> None:
-        if not isinstance(self.C, int | float) or not self.C > 0:
-            raise InvalidInputError(f"C must be a positive number, got {self.C!r}")
+        C = self.C
+        if not (C == "auto" or (isinstance(C, int | float) and not isinstance(C, bool) and C > 0)):
+            raise InvalidInputError(f"C must be a positive number or 'auto', got {self.C!r}")
         if not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise InvalidInputError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         cw = self.class_weight
@@ -99,8 +105,10 @@ class LogisticRegressionHead(ClassifierMixin, BaseEstimator):
             X = self.scaler_.transform(X)
         else:
             self.scaler_ = None
+        # The C actually used: "auto" resolved against the number of training rows.
+        self.C_ = 1.0 / (AUTO_PENALTY * X.shape[0]) if self.C == "auto" else float(self.C)
         base = LogisticRegression(
-            C=self.C,
+            C=self.C_,
             class_weight=self.class_weight,
             max_iter=self.max_iter,
             tol=_TOL,

@@ -73,6 +73,17 @@ def test_smaller_C_regularises_more() -> None:
     assert np.linalg.norm(strong.coef_) < np.linalg.norm(weak.coef_) / 5
 
 
+def test_auto_C_scales_inversely_with_the_number_of_rows() -> None:
+    from featurekit.heads.logreg import AUTO_PENALTY
+
+    X, y = make_classification(n_samples=400, n_features=10, random_state=5)
+    small = make_head("logreg").fit(X[:100], y[:100])
+    large = make_head("logreg").fit(X, y)
+    assert np.isclose(small.C_, 1 / (AUTO_PENALTY * 100))
+    assert np.isclose(large.C_, small.C_ / 4)
+    assert make_head("logreg", C=0.5).fit(X, y).C_ == 0.5
+
+
 def test_class_weight_balanced_raises_balanced_accuracy_on_imbalanced_data() -> None:
     X, y = make_classification(
         n_samples=3000, n_features=20, n_informative=4, weights=[0.95, 0.05], class_sep=0.6, random_state=4
@@ -123,8 +134,10 @@ def test_multilabel_balanced_class_weight_works_but_dict_is_refused() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"C": 0.0}, "C must be a positive number, got 0.0"),
+        ({"C": 0.0}, "C must be a positive number or 'auto', got 0.0"),
         ({"C": -1}, "C must be a positive number"),
+        ({"C": "big"}, "C must be a positive number or 'auto', got 'big'"),
+        ({"C": True}, "C must be a positive number or 'auto', got True"),
         ({"max_iter": 0}, "max_iter must be a positive integer, got 0"),
         ({"class_weight": "auto"}, "class_weight must be None, 'balanced' or a dict, got 'auto'"),
     ],
