@@ -32,7 +32,7 @@ Sample = tuple[int, torch.Tensor | None, BadInput | None]
 
 
 class IndexDataset(Dataset[Sample]):
-    """Rows of an ImageIndex as normalised tensors, in the order of `rows`."""
+    """Rows of an ImageIndex as tensors made by `transform`, in the order of `rows`."""
 
     def __init__(
         self,
@@ -69,7 +69,7 @@ class IndexDataset(Dataset[Sample]):
 @dataclass
 class Batch:
     rows: torch.Tensor  # (B,) int64 rows that decoded
-    images: torch.Tensor  # (B, 3, H, W)
+    images: torch.Tensor  # (B, H, W, 3) uint8, resized and cropped, not yet normalised
     failures: list[BadInput]
 
 
