@@ -8,30 +8,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import timm.data
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from featurekit.backbones import Backbone, timm_transform_kwargs
+from featurekit.backbones import Backbone
 from featurekit.errors import InvalidInputError
 from featurekit.extract.dataset import BadInput, IndexDataset, collate_samples
+from featurekit.extract.host_memory import keep_freed_memory
+from featurekit.extract.transforms import BatchNormalizer, geometry_transform
 from featurekit.images.index import ImageIndex
 
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+TTA_MODES = ("none", "hflip")
 
 
 @dataclass(frozen=True)
 class ExtractionSettings:
-    """How to run an extraction. Only `precision` changes feature values (it is keyed)."""
+    """How to run an extraction. Only the precision (from `amp`) and `tta` change feature values:
+    both are recorded in the provenance and keyed."""
 
     batch_size: int = 32
     num_workers: int | None = None  # None: one per spare core, at most 8
     device: str = "auto"
     amp: bool | None = None  # None: bf16 autocast on CUDA, fp32 on CPU
     progress: bool = True
+    tta: str = "none"  # "hflip": features averaged over the image and its mirror image
 
 
 @dataclass
@@ -49,6 +53,11 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidInputError(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
     return torch.device(device)
+
+
+def check_tta(tta: str) -> None:
+    if tta not in TTA_MODES:
+        raise InvalidInputError(f"tta {tta!r} is not one of {', '.join(TTA_MODES)}")
 
 
 def resolve_precision(device: torch.device, amp: bool | None) -> str:
@@ -76,6 +85,7 @@ def extract_features(
     settings = settings or ExtractionSettings()
     if settings.batch_size < 1:
         raise InvalidInputError(f"batch size must be at least 1, got {settings.batch_size}")
+    check_tta(settings.tta)
     device = resolve_device(settings.device)
     precision = resolve_precision(device, settings.amp)
     selected = list(range(len(index))) if rows is None else list(rows)
@@ -83,7 +93,7 @@ def extract_features(
     dataset = IndexDataset(
         index,
         rows=selected,
-        transform=timm.data.create_transform(**timm_transform_kwargs(pre), is_training=False),
+        transform=geometry_transform(pre),
         exif_transpose=pre.exif_transpose,
         background=pre.rgba_background,
     )
@@ -98,9 +108,12 @@ def extract_features(
         persistent_workers=False,
         prefetch_factor=4 if workers > 0 else None,
     )
+    if device.type == "cpu":
+        keep_freed_memory()  # 4x faster CPU forward passes on glibc (see host_memory.py)
     model = backbone.model.to(device)
     # channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite).
     model = model.to(memory_format=torch.channels_last)
+    normalize = BatchNormalizer(pre, device)
     dim = backbone.feature_dim
     features = np.empty((len(selected), dim), dtype=np.float32)
     done_rows = np.empty(len(selected), dtype=np.int64)
@@ -115,13 +128,14 @@ def extract_features(
             failures.extend(batch.failures)
             count = int(batch.rows.numel())
             if count:
-                images = batch.images.to(device, non_blocking=True).contiguous(
-                    memory_format=torch.channels_last
-                )
+                # uint8 travels (4x fewer bytes); ÷255 and mean/std happen batched on the device.
+                images = normalize(batch.images.to(device, non_blocking=True))
                 with torch.autocast(
                     device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
                 ):
-                    out = backbone.embed(images)
+                    out = backbone.embed(images).float()
+                    if settings.tta == "hflip":
+                        out = (out + backbone.embed(images.flip(3)).float()) / 2
                 features[filled : filled + count] = out.float().cpu().numpy()
                 done_rows[filled : filled + count] = batch.rows.numpy()
                 filled += count
