@@ -102,13 +102,20 @@ def extract(
     """Embed every row of `data` with `backbone` into an HDF5 cache; reuse rows it already holds."""
     # Imported here so that `import featurekit.api` stays cheap for heads-only work.
     from featurekit.backbones import create_backbone
-    from featurekit.extract import ExtractionSettings, extract_features, resolve_device, resolve_precision
+    from featurekit.extract import (
+        ExtractionSettings,
+        check_tta,
+        extract_features,
+        resolve_device,
+        resolve_precision,
+    )
     from featurekit.extract.bad_inputs import bad_inputs_path, write_bad_inputs
     from featurekit.extract.dataset import BadInput
     from featurekit.extract.provenance import build_provenance
 
     started = time.perf_counter()
     settings = settings or ExtractionSettings()
+    check_tta(settings.tta)  # before the (possibly slow) index and model
     index = load_image_index(Path(data), source or SourceOptions())
     model = create_backbone(backbone, weights=weights, overrides=preprocess)
     precision = resolve_precision(resolve_device(settings.device), settings.amp)
@@ -116,6 +123,7 @@ def extract(
         model,
         precision=precision,
         extraction={"batch_size": settings.batch_size, "device": settings.device, "data": str(data)},
+        tta=settings.tta,
     )
     key = _provenance_key(provenance)
     cache_path = Path(out) if out is not None else default_cache_path(Path(data), backbone, key)
@@ -419,9 +427,10 @@ def predict(
         recorded["backbone"], weights=_weights_for(recorded), overrides=overrides, random_seed=int(seed or 0)
     )
     # Features must be made exactly as the training cache's were, precision included.
-    settings = replace(settings or ExtractionSettings(), amp=recorded["precision"] == "bfloat16")
+    tta = recorded["features"].get("tta", "none")
+    settings = replace(settings or ExtractionSettings(), amp=recorded["precision"] == "bfloat16", tta=tta)
     resolve_device(settings.device)
-    provenance = build_provenance(backbone, precision=recorded["precision"], extraction={})
+    provenance = build_provenance(backbone, precision=recorded["precision"], extraction={}, tta=tta)
     if provenance_key(provenance) != meta["provenance_key"]:
         diff = first_difference(recorded, provenance)
         raise ProvenanceMismatchError(

@@ -24,6 +24,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="a checkpoint FILE, or 'random' (default: offline package, else hub)")
     p.add_argument("--out", type=Path, help="cache file (default: cache/<data>__<backbone>__<key>.h5)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with other settings")
+    p.add_argument(
+        "--tta",
+        choices=("none", "hflip"),
+        default="none",
+        help="hflip: average the features of each image and its mirror image (keyed; default none)",
+    )
     add_source_options(p)
     add_preprocess_options(p)
     add_runtime_options(p)
@@ -40,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         preprocess=preprocess_overrides(args),
         source=source_options(args),
-        settings=extraction_settings(args),
+        settings=extraction_settings(args, tta=args.tta),
         overwrite=args.overwrite,
     )
     print(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from featurekit.config import INTERPOLATIONS, RESIZE_MODES, PreprocessOverrides
 from featurekit.errors import InvalidInputError
 from featurekit.images import SourceOptions
+
+if TYPE_CHECKING:
+    from featurekit.extract import ExtractionSettings
 
 
 def _floats3(text: str) -> tuple[float, float, float]:
@@ -104,7 +108,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
 
 
-def extraction_settings(args: argparse.Namespace) -> object:
+def extraction_settings(args: argparse.Namespace, *, tta: str = "none") -> ExtractionSettings:
     from featurekit.extract import ExtractionSettings
 
     if args.batch_size < 1:
@@ -115,4 +119,5 @@ def extraction_settings(args: argparse.Namespace) -> object:
         device=args.device,
         amp=args.amp,
         progress=args.progress,
+        tta=tta,
     )

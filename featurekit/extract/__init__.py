@@ -4,6 +4,7 @@ from featurekit.extract.dataset import BadInput
 from featurekit.extract.engine import (
     ExtractionResult,
     ExtractionSettings,
+    check_tta,
     extract_features,
     resolve_device,
     resolve_precision,
@@ -13,6 +14,7 @@ __all__ = [
     "BadInput",
     "ExtractionResult",
     "ExtractionSettings",
+    "check_tta",
     "extract_features",
     "resolve_device",
     "resolve_precision",

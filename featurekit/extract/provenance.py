@@ -17,13 +17,15 @@ from featurekit.backbones import Backbone
 FEATURE_VERSION = 1
 
 
-def build_provenance(backbone: Backbone, *, precision: str, extraction: dict[str, Any]) -> dict[str, Any]:
+def build_provenance(
+    backbone: Backbone, *, precision: str, extraction: dict[str, Any], tta: str = "none"
+) -> dict[str, Any]:
     """The provenance record. `extraction` holds settings that do not change features (unkeyed)."""
     return {
         "backbone": backbone.name,
         "weights": backbone.weights.to_dict(),
         "preprocess": backbone.preprocess.to_dict(),
-        "features": {"layer": "pre_logits", "pool": "model default", "dim": backbone.feature_dim},
+        "features": {"layer": "pre_logits", "pool": "model default", "dim": backbone.feature_dim, "tta": tta},
         "precision": precision,
         "feature_version": FEATURE_VERSION,
         "extraction": extraction,
