@@ -52,6 +52,7 @@ class ExtractReport:
     bad_inputs_csv: Path | None
     provenance_key: str
     seconds: float
+    rank: int = 0  # under torchrun: a rank other than 0 reports only the rows it embedded
 
 
 def index_rows(index: ImageIndex, hashes: list[str]) -> RowTable:
@@ -105,6 +106,7 @@ def extract(
     from featurekit.extract import (
         ExtractionSettings,
         check_tta,
+        distributed,
         extract_features,
         resolve_device,
         resolve_precision,
@@ -116,6 +118,12 @@ def extract(
     started = time.perf_counter()
     settings = settings or ExtractionSettings()
     check_tta(settings.tta)  # before the (possibly slow) index and model
+    ranks = distributed.current_ranks()  # several under torchrun: each embeds every world-th row
+    settings = replace(
+        settings,
+        device=distributed.rank_device(settings.device, ranks),
+        progress=settings.progress and ranks.is_main,
+    )
     index = load_image_index(Path(data), source or SourceOptions())
     model = create_backbone(backbone, weights=weights, overrides=preprocess)
     precision = resolve_precision(resolve_device(settings.device), settings.amp)
@@ -139,38 +147,73 @@ def extract(
     unreadable = {bad.row for bad in failures}
     plan = plan_reuse(rows, existing)
     wanted = [i for i in plan.to_extract if i not in unreadable]
-    result = extract_features(model, index, rows=wanted, settings=settings)
+    result = extract_features(model, index, rows=wanted[ranks.rank :: ranks.world], settings=settings)
+    if ranks.world > 1:
+        distributed.write_part(cache_path, ranks, result)
+        distributed.barrier(ranks)
+        if not ranks.is_main:
+            return _wait_for_main_rank(
+                cache_path, ranks, extracted=len(result.rows), key=key, started=started
+            )
+        result = distributed.read_parts(cache_path, ranks.world, model.feature_dim)
     failures += result.failures
+    try:
+        # Assemble every row in index order from the old cache or the fresh features.
+        fresh_position = {int(row): k for k, row in enumerate(result.rows)}
+        dim = model.feature_dim
+        keep: list[int] = []
+        vectors = np.empty((len(rows), dim), dtype=np.float32)
+        for i in range(len(rows)):
+            source_row = int(plan.same_as[i])
+            if plan.cached[i] >= 0 and existing is not None:
+                vectors[len(keep)] = existing.X[plan.cached[i]]
+            elif source_row in fresh_position:
+                vectors[len(keep)] = result.features[fresh_position[source_row]]
+            else:
+                continue  # failed to decode: reported, left out
+            keep.append(i)
+        write_cache(cache_path, features=vectors[: len(keep)], rows=rows.subset(keep), provenance=provenance)
 
-    # Assemble every row in index order from the old cache or the fresh features.
-    fresh_position = {int(row): k for k, row in enumerate(result.rows)}
-    dim = model.feature_dim
-    keep: list[int] = []
-    vectors = np.empty((len(rows), dim), dtype=np.float32)
-    for i in range(len(rows)):
-        source_row = int(plan.same_as[i])
-        if plan.cached[i] >= 0 and existing is not None:
-            vectors[len(keep)] = existing.X[plan.cached[i]]
-        elif source_row in fresh_position:
-            vectors[len(keep)] = result.features[fresh_position[source_row]]
-        else:
-            continue  # failed to decode: reported, left out
-        keep.append(i)
-    write_cache(cache_path, features=vectors[: len(keep)], rows=rows.subset(keep), provenance=provenance)
+        problems = [
+            BadInput(row=p.row or -1, path=p.file, stage="validate", reason=p.reason) for p in index.skipped
+        ]
+        csv_path = write_bad_inputs(bad_inputs_path(cache_path), problems + failures)
+        return ExtractReport(
+            cache_path=cache_path,
+            rows=len(keep),
+            reused=int((plan.cached >= 0).sum()),
+            extracted=len(result.rows),
+            skipped=[f"{b.path} ({b.stage}): {b.reason}" for b in problems + failures],
+            bad_inputs_csv=csv_path,
+            provenance_key=key,
+            seconds=time.perf_counter() - started,
+        )
+    finally:
+        distributed.barrier(ranks)  # the other ranks wait for the cache, also when this one failed
+        distributed.finish(ranks)
 
-    problems = [
-        BadInput(row=p.row or -1, path=p.file, stage="validate", reason=p.reason) for p in index.skipped
-    ]
-    csv_path = write_bad_inputs(bad_inputs_path(cache_path), problems + failures)
+
+def _wait_for_main_rank(
+    cache_path: Path, ranks: Any, *, extracted: int, key: str, started: float
+) -> ExtractReport:
+    """A rank other than 0: wait until rank 0 has written the cache from every rank's part."""
+    from featurekit.errors import FeaturekitError
+    from featurekit.extract import distributed
+
+    distributed.barrier(ranks)
+    distributed.finish(ranks)
+    if not cache_path.exists():
+        raise FeaturekitError(f"rank 0 did not write {cache_path}; its log says why")
     return ExtractReport(
         cache_path=cache_path,
-        rows=len(keep),
-        reused=int((plan.cached >= 0).sum()),
-        extracted=len(result.rows),
-        skipped=[f"{b.path} ({b.stage}): {b.reason}" for b in problems + failures],
-        bad_inputs_csv=csv_path,
+        rows=extracted,
+        reused=0,
+        extracted=extracted,
+        skipped=[],
+        bad_inputs_csv=None,
         provenance_key=key,
         seconds=time.perf_counter() - started,
+        rank=ranks.rank,
     )
 
 

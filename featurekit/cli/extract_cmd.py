@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         settings=extraction_settings(args, tta=args.tta),
         overwrite=args.overwrite,
     )
+    if report.rank:
+        print(f"rank {report.rank}: embedded {report.rows} rows; rank 0 wrote them to {report.cache_path}")
+        return 0
     print(
         f"cache {report.cache_path}: {report.rows} rows "
         f"({report.extracted} extracted, {report.reused} reused) in {report.seconds:.1f} s"
