@@ -1,0 +1,206 @@
+"""`lightgbm`: gradient-boosted trees (LightGBM) on raw features; one-vs-rest for multi-label.
+
+The module is not called `lightgbm.py` so that `import lightgbm` inside it gets the package. LightGBM is
+imported inside `fit`, so `import featurekit.heads` stays light and works without it installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.utils import Tags
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from featurekit.errors import InvalidInputError, MissingDependencyError
+from featurekit.heads._base import HEADS
+
+logger = logging.getLogger(__name__)
+
+# Defaults for ~1000-d CNN embeddings (dense, correlated, each dimension weak on its own):
+# - colsample_bytree=0.3: each tree sees 30% of the dimensions; many are near-duplicates, so this loses
+#   little and decorrelates the trees. On EfficientNet-Lite0 / CIFAR-10 features (2,000 training rows,
+#   2,000 held out, 2 cores) it gave 0.709 accuracy in 26 s vs 0.710 in 59 s with all columns.
+# - learning_rate=0.05 with 300 rounds: a slow rate that does not need early stopping to avoid
+#   overfitting a few thousand rows; multiclass grows one tree per class per round, so this is
+#   3,000 trees for 10 classes.
+# - num_leaves=31 and min_child_samples=20 are LightGBM's own defaults; reg_lambda=1 adds a light L2
+#   on leaf values, subsample=0.8 bags rows each round (both are mild regularisers for small N).
+DEFAULT_N_ESTIMATORS = 300
+DEFAULT_LEARNING_RATE = 0.05
+DEFAULT_NUM_LEAVES = 31
+DEFAULT_MIN_CHILD_SAMPLES = 20
+DEFAULT_COLSAMPLE_BYTREE = 0.3
+DEFAULT_SUBSAMPLE = 0.8
+DEFAULT_REG_LAMBDA = 1.0
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+@HEADS.register("lightgbm")
+class LightGBMHead(ClassifierMixin, BaseEstimator):
+    """Gradient-boosted trees (LightGBM) on the raw features; one-vs-rest for multi-label y.
+
+    Single-label y is (N,) class labels; multi-label y is (N, C) multi-hot, for which `predict` returns
+    (N, C) multi-hot and `predict_proba` (N, C) per-label probabilities. A label that is constant in the
+    training data gets a constant prediction. `n_jobs=None` lets LightGBM use every core (OpenMP).
+
+    Needs the optional `lightgbm` package (`pip install lightgbm`). A fitted head is saved by skops as
+    a LightGBM model string inside `lightgbm.basic.Booster`'s state: text, parsed on load, no pickle.
+    """
+
+    featurekit_preprocessing: ClassVar[str] = "none (trees are invariant to feature scale)"
+    featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
+        "featurekit.heads.gbm.LightGBMHead",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.basic.Booster",  # its state is the model as LightGBM's text format, parsed on load
+        "collections.OrderedDict",  # Booster.best_score's values
+        "sklearn.multiclass.OneVsRestClassifier",
+        "sklearn.multiclass._ConstantPredictor",
+        "sklearn.preprocessing._label.LabelBinarizer",
+    )
+
+    def __init__(
+        self,
+        *,
+        n_estimators: int = DEFAULT_N_ESTIMATORS,
+        learning_rate: float = DEFAULT_LEARNING_RATE,
+        num_leaves: int = DEFAULT_NUM_LEAVES,
+        min_child_samples: int = DEFAULT_MIN_CHILD_SAMPLES,
+        colsample_bytree: float = DEFAULT_COLSAMPLE_BYTREE,
+        subsample: float = DEFAULT_SUBSAMPLE,
+        reg_lambda: float = DEFAULT_REG_LAMBDA,
+        class_weight: str | dict[Any, float] | None = None,
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.colsample_bytree = colsample_bytree
+        self.subsample = subsample
+        self.reg_lambda = reg_lambda
+        self.class_weight = class_weight
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    def _check_params(self, *, multilabel: bool) -> None:
+        if not _is_int(self.n_estimators) or self.n_estimators < 1:
+            raise InvalidInputError(f"n_estimators must be a positive integer, got {self.n_estimators!r}")
+        if not _is_number(self.learning_rate) or not self.learning_rate > 0:
+            raise InvalidInputError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if not _is_int(self.num_leaves) or self.num_leaves < 2:
+            raise InvalidInputError(f"num_leaves must be an integer of at least 2, got {self.num_leaves!r}")
+        if not _is_int(self.min_child_samples) or self.min_child_samples < 1:
+            raise InvalidInputError(
+                f"min_child_samples must be a positive integer, got {self.min_child_samples!r}"
+            )
+        for name in ("colsample_bytree", "subsample"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 < value <= 1:
+                raise InvalidInputError(f"{name} must be a fraction in (0, 1], got {value!r}")
+        if not _is_number(self.reg_lambda) or not self.reg_lambda >= 0:
+            raise InvalidInputError(f"reg_lambda must be a number >= 0, got {self.reg_lambda!r}")
+        n_jobs = self.n_jobs
+        if n_jobs is not None and (not _is_int(n_jobs) or n_jobs == 0):
+            raise InvalidInputError(
+                f"n_jobs must be None or a non-zero integer (-1 = all cores), got {n_jobs!r}"
+            )
+        cw = self.class_weight
+        if cw is not None and cw != "balanced" and not isinstance(cw, dict):
+            raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
+        if multilabel and isinstance(cw, dict):
+            # Each one-vs-rest problem has classes {0, 1}, so a per-class dict has no clear meaning.
+            raise InvalidInputError(
+                "class_weight as a dict is not supported for multi-label y; use 'balanced' or None"
+            )
+
+    def _make_lgbm(self) -> Any:
+        try:
+            import lightgbm
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "the 'lightgbm' head needs the lightgbm package: pip install lightgbm"
+            ) from exc
+        return lightgbm.LGBMClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            colsample_bytree=self.colsample_bytree,
+            subsample=self.subsample,
+            subsample_freq=1 if self.subsample < 1 else 0,  # LightGBM bags rows only with a frequency
+            reg_lambda=self.reg_lambda,
+            class_weight=self.class_weight,
+            n_jobs=self.n_jobs,
+            random_state=self.random_state,
+            verbose=-1,
+        )
+
+    def fit(self, X: Any, y: Any) -> LightGBMHead:
+        X, y = validate_data(self, X, y, multi_output=True)
+        check_classification_targets(y)
+        multilabel = type_of_target(y) == "multilabel-indicator"
+        if not multilabel and y.ndim == 2:
+            if y.shape[1] != 1:
+                raise InvalidInputError(
+                    f"y of shape {y.shape} is neither class labels (N,) nor multi-hot (N, C) of 0/1"
+                )
+            y = column_or_1d(y, warn=True)
+        self._check_params(multilabel=multilabel)
+        if not multilabel and np.unique(y).size < 2:
+            only = np.unique(y).tolist()[0]  # a plain Python label reads better than np.int64(5)
+            raise InvalidInputError(
+                f"y has only one class ({only!r}); the lightgbm head needs at least 2 classes"
+            )
+
+        base = self._make_lgbm()
+        self.multilabel_ = multilabel
+        model = OneVsRestClassifier(base) if multilabel else base
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.filterwarnings("always", message=r"Label .* is present in all training examples")
+            model.fit(X, y)
+        constant = [w for w in caught if "present in all training examples" in str(w.message)]
+        if constant:
+            logger.info(
+                "%d label(s) constant in the training data; predicting them as constant", len(constant)
+            )
+        for w in caught:
+            if w not in constant:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self.estimator_ = model
+        self.classes_ = np.arange(y.shape[1]) if multilabel else model.classes_
+        return self
+
+    def _check_X(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return np.asarray(validate_data(self, X, reset=False))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(N, K) class probabilities; (N, C) per-label probabilities for multi-label."""
+        Xc = self._check_X(X)
+        return np.asarray(self.estimator_.predict_proba(Xc))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Class labels (N,); multi-hot (N, C) int64 for multi-label (probability above 0.5)."""
+        Xc = self._check_X(X)
+        pred = self.estimator_.predict(Xc)
+        return np.asarray(pred, dtype=np.int64) if self.multilabel_ else np.asarray(pred)
