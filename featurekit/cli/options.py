@@ -97,7 +97,11 @@ def preprocess_overrides(args: argparse.Namespace) -> PreprocessOverrides:
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("runtime (never changes the features)")
     g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
-    g.add_argument("--workers", type=int, help="decoding processes (default: one per spare core, max 8)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        help="decoding processes (default: GPU, one per spare core, max 8; CPU, cores // 8)",
+    )
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     g.add_argument(
         "--amp",
