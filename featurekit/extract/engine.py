@@ -71,7 +71,7 @@ def default_workers(device: torch.device, cores: int | None = None) -> int:
 
     On the CPU the model's threads already use every core, so a loader process only competes with
     them: on 2 cores Lite0 ran end to end at 0.87x its model-only speed with in-process decoding and
-    0.69x with one worker (bench/extract_throughput.py). Decoding in process does not scale with the
+    0.77x with one worker (docs/benchmarks.md). Decoding in process does not scale with the
     cores, though, so many-core machines get a few workers.
     """
     cores = cores or os.cpu_count() or 1

@@ -1,0 +1,308 @@
+"""Extraction throughput, measured in ONE run on the same JPEG files and device (issue 3).
+
+For each backbone it measures
+  (a) model-only ceiling: synthetic batches already on the device (CUDA: bf16 autocast, channels_last,
+      torch.compile; CPU: float32, channels_last, the malloc tuning featurekit applies);
+  (b) decode ceiling: the same JPEGs decoded and resized to the input size, no model
+      (CUDA: batched nvJPEG through torchvision.io.decode_jpeg(device="cuda") + resize; CPU: featurekit's
+      loader, PIL decode + resize in its workers);
+  (c) naive baseline, written the way notebooks do it: torchvision ImageFolder + the timm eval transform
+      in PIL + DataLoader + float32 model, features moved to the CPU every batch, stock malloc;
+  (d) `featurekit extract` end to end (api.extract): JPEG files on disk → finished HDF5 cache;
+and writes the results as JSON and as a Markdown table.
+
+    python bench/extract_throughput.py --images DIR [--images DIR2 ...]
+        --backbones resnet50,tf_efficientnet_lite0 --limit N --batch-size 64
+        --json bench/results/cpu.json --markdown bench/results/cpu.md
+
+DIR is a class-per-subfolder folder of JPEGs. `--make-photos DIR --count N` first writes N JPEGs of
+350×350 px cut from the real BCCD and COCO photos in ../shared/data (random crops, resized).
+Random weights: speed does not depend on the weight values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import timm.data
+import torch
+import torchvision
+from PIL import Image
+
+from featurekit import api
+from featurekit.backbones import create_backbone, timm_transform_kwargs
+from featurekit.config import PreprocessOverrides
+from featurekit.extract import ExtractionSettings
+from featurekit.extract.host_memory import keep_freed_memory
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_photos(out: Path, count: int, size: int = 350, seed: int = 0) -> Path:
+    """`count` real-photo JPEGs of size×size px in out/photos/, cut from BCCD and COCO images."""
+    sources = sorted((SHARED / "bccd" / "images").glob("*.jpg")) + sorted(
+        (SHARED / "coco128" / "images").glob("*/*.jpg")
+    )
+    if not sources:
+        sys.exit(f"no source photos under {SHARED} (needs ../shared/data/bccd and coco128)")
+    rng = np.random.default_rng(seed)
+    folder = out / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        with Image.open(sources[i % len(sources)]) as img:
+            rgb = img.convert("RGB")
+            w, h = rgb.size
+            side = int(rng.integers(min(w, h) // 2, min(w, h) + 1))
+            x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+            crop = rgb.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.BILINEAR)
+            crop.save(folder / f"{i:06d}.jpg", quality=90)
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], int], device: torch.device) -> float:
+    """Images per second of fn(), which returns how many images it processed."""
+    _sync(device)
+    started = time.perf_counter()
+    count = fn()
+    _sync(device)
+    return count / (time.perf_counter() - started)
+
+
+def model_only(name: str, *, img_size: int, batch: int, images: int, device: torch.device) -> float:
+    backbone = create_backbone(name, weights="random", overrides=PreprocessOverrides(img_size=img_size))
+    backbone.model.to(device).to(memory_format=torch.channels_last)
+    cuda = device.type == "cuda"
+    forward = torch.compile(backbone.embed) if cuda else backbone.embed
+    x = torch.randn(batch, 3, img_size, img_size, device=device).contiguous(memory_format=torch.channels_last)
+    steps = max(1, images // batch)
+
+    def run(n: int) -> int:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            for _ in range(n):
+                forward(x)
+        return n * batch
+
+    run(3)  # warm-up: compilation, cuDNN autotuning, allocator
+    return _timed(lambda: run(steps), device)
+
+
+def decode_only(
+    files: list[Path], *, name: str, img_size: int, batch: int, workers: int, device: torch.device
+) -> float:
+    if device.type == "cuda":
+        from torchvision.io import decode_jpeg, read_file
+        from torchvision.transforms.v2 import functional as F
+
+        def run() -> int:
+            for start in range(0, len(files), batch):
+                data = [read_file(str(f)) for f in files[start : start + batch]]
+                decoded = decode_jpeg(data, device=device)
+                for img in decoded:
+                    F.resize(img, [img_size, img_size], antialias=True)
+            return len(files)
+
+        run()
+        return _timed(run, device)
+
+    from featurekit.extract.dataset import IndexDataset, collate_samples
+    from featurekit.extract.transforms import geometry_transform
+    from featurekit.images import SourceOptions, load_image_index
+
+    pre = create_backbone(name, weights="random", overrides=PreprocessOverrides(img_size=img_size)).preprocess
+    index = load_image_index(files[0].parents[1], SourceOptions())
+    dataset = IndexDataset(index, rows=range(len(index)), transform=geometry_transform(pre))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, num_workers=workers, collate_fn=collate_samples
+    )
+    return _timed(lambda: sum(int(b.rows.numel()) for b in loader), device)
+
+
+def naive(root: Path, *, name: str, img_size: int, batch: int, workers: int, device: torch.device) -> float:
+    backbone = create_backbone(name, weights="random", overrides=PreprocessOverrides(img_size=img_size))
+    transform = timm.data.create_transform(**timm_transform_kwargs(backbone.preprocess), is_training=False)
+    dataset = torchvision.datasets.ImageFolder(str(root), transform=transform)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, num_workers=workers, pin_memory=device.type == "cuda"
+    )
+    backbone.model.to(device)
+
+    def run() -> int:
+        done = 0
+        with torch.no_grad():
+            for images, _ in loader:
+                feats = backbone.embed(images.to(device))
+                feats.cpu().numpy()
+                done += len(images)
+        return done
+
+    return _timed(run, device)
+
+
+def featurekit_end_to_end(
+    root: Path, *, name: str, img_size: int, batch: int, workers: int | None, device: torch.device
+) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = ExtractionSettings(
+            batch_size=batch, num_workers=workers, device=str(device), progress=False
+        )
+        started = time.perf_counter()
+        report = api.extract(
+            root,
+            backbone=name,
+            weights="random",
+            out=Path(tmp) / "bench.h5",
+            preprocess=PreprocessOverrides(img_size=img_size),
+            settings=settings,
+        )
+        return report.rows / (time.perf_counter() - started)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=Path, action="append", default=[], help="class-per-subfolder JPEG folder")
+    p.add_argument("--make-photos", type=Path, help="write --count 350 px real-photo JPEGs here first")
+    p.add_argument("--count", type=int, default=10_000)
+    p.add_argument("--backbones", default="resnet50,tf_efficientnet_lite0")
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, help="use the first N images of each folder")
+    p.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)))
+    p.add_argument("--featurekit-workers", type=int, help="default: featurekit's own choice")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: model,decode,naive,featurekit")
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--markdown", type=Path, required=True)
+    args = p.parse_args()
+    device = torch.device(args.device)
+    folders = list(args.images)
+    if args.make_photos:
+        folders.append(make_photos(args.make_photos, args.count))
+    skip = set(filter(None, args.skip.split(",")))
+    results = []
+    for folder in folders:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = _limited(folder, args.limit, Path(tmp))
+            files = sorted(root.glob("*/*.jpg"))
+            with Image.open(files[0]) as first:
+                src_size = f"{first.width}×{first.height}"
+            for name in args.backbones.split(","):
+                common = {"name": name, "img_size": args.img_size, "batch": args.batch_size, "device": device}
+                row: dict[str, Any] = {
+                    "images": str(folder),
+                    "n_images": len(files),
+                    "source_px": src_size,
+                    "backbone": name,
+                    "img_size": args.img_size,
+                    "batch_size": args.batch_size,
+                    "workers": args.workers,
+                }
+                # The naive baseline runs in a fresh interpreter: stock malloc, nothing featurekit set up.
+                if "naive" not in skip:
+                    spawn = multiprocessing.get_context("spawn")
+                    with ProcessPoolExecutor(1, mp_context=spawn) as pool:  # not daemonic: may fork workers
+                        row["naive"] = pool.submit(naive, root, workers=args.workers, **common).result()
+                if device.type == "cpu":
+                    keep_freed_memory()
+                if "model" not in skip:
+                    row["model_only"] = model_only(
+                        name, img_size=args.img_size, batch=args.batch_size, images=len(files), device=device
+                    )
+                if "decode" not in skip:
+                    row["decode_only"] = decode_only(files, workers=args.workers, **common)
+                if "featurekit" not in skip:
+                    row["featurekit"] = featurekit_end_to_end(root, workers=args.featurekit_workers, **common)
+                _derive(row)
+                print(json.dumps(row), flush=True)
+                results.append(row)
+    env = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(sys.argv),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"environment": env, "results": results}, indent=2))
+    args.markdown.write_text(_markdown(env, results))
+    print(_markdown(env, results))
+
+
+def _limited(folder: Path, limit: int | None, tmp: Path) -> Path:
+    """The folder itself, or a copy of its first `limit` JPEGs with the same class layout."""
+    if limit is None:
+        return folder
+    for i, f in enumerate(sorted(folder.glob("*/*.jpg"))[:limit]):
+        (tmp / f.parent.name).mkdir(exist_ok=True)
+        shutil.copyfile(f, tmp / f.parent.name / f"{i:06d}{f.suffix}")
+    return tmp
+
+
+def _derive(row: dict[str, Any]) -> None:
+    if "featurekit" in row and "naive" in row:
+        row["featurekit_over_naive"] = row["featurekit"] / row["naive"]
+    if "featurekit" in row and "model_only" in row:
+        row["featurekit_over_model"] = row["featurekit"] / row["model_only"]
+    if "model_only" in row and "decode_only" in row:
+        # Decode and model share one device: the throughput if they ran one after the other.
+        row["serial_bound"] = 1 / (1 / row["model_only"] + 1 / row["decode_only"])
+        if "featurekit" in row:
+            row["featurekit_over_serial_bound"] = row["featurekit"] / row["serial_bound"]
+
+
+def _markdown(env: dict[str, str], results: list[dict[str, Any]]) -> str:
+    cols = [
+        "model_only",
+        "decode_only",
+        "naive",
+        "featurekit",
+        "featurekit_over_model",
+        "featurekit_over_naive",
+        "featurekit_over_serial_bound",
+    ]
+    head = ["images", "backbone", "px in → model", *cols]
+    lines = [
+        f"Device: {env['device']}; Python {env['python']}, torch {env['torch']}, "
+        f"torchvision {env['torchvision']}, timm {env['timm']}; {env['date']}.",
+        f"Command: `{env['command']}`",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + " --- |" * len(head),
+    ]
+    for r in results:
+        cells = [
+            f"{r['n_images']} ({Path(r['images']).name})",
+            r["backbone"],
+            f"{r['source_px']} → {r['img_size']}, batch {r['batch_size']}",
+        ]
+        for c in cols:
+            v = r.get(c)
+            cells.append("–" if v is None else (f"{v:.2f}×" if "over" in c else f"{v:,.0f} img/s"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
