@@ -1,5 +1,11 @@
-"""Metrics (by scikit-learn scorer name) and train/test splits on numpy arrays. Never imports torch."""
+"""Metrics (by scikit-learn scorer name) and train/test splits on numpy arrays.
 
+Never imports torch, nor matplotlib (only `save_confusion_matrix_png` does, when called).
+"""
+
+from featurekit.evaluation.binary import eer_threshold, far_frr_hter, min_hter_threshold
+from featurekit.evaluation.calibration import expected_calibration_error
+from featurekit.evaluation.confusion import confusion_matrix_list, save_confusion_matrix_png
 from featurekit.evaluation.metrics import (
     METRICS,
     MULTI_LABEL_METRICS,
@@ -9,17 +15,33 @@ from featurekit.evaluation.metrics import (
     expand_proba,
     format_metrics,
 )
+from featurekit.evaluation.multilabel import (
+    TAIL_THRESHOLDS,
+    per_class_voc11_average_precision,
+    tail_accuracy_curve,
+    voc11_average_precision,
+)
 from featurekit.evaluation.splits import SplitResult, labelled_rows, split_train_test
 
 __all__ = [
     "METRICS",
     "MULTI_LABEL_METRICS",
     "SINGLE_LABEL_METRICS",
+    "TAIL_THRESHOLDS",
     "MetricFn",
     "SplitResult",
     "compute_metrics",
+    "confusion_matrix_list",
+    "eer_threshold",
     "expand_proba",
+    "expected_calibration_error",
+    "far_frr_hter",
     "format_metrics",
     "labelled_rows",
+    "min_hter_threshold",
+    "per_class_voc11_average_precision",
+    "save_confusion_matrix_png",
     "split_train_test",
+    "tail_accuracy_curve",
+    "voc11_average_precision",
 ]

@@ -2,12 +2,16 @@
 
 Single-label: y_true/y_pred (N,) class indices, proba (N, K) with one column per class name.
 Multi-label: y_true/y_pred (N, C) multi-hot, proba (N, C) per-class probabilities.
+
+Scalar metrics live in the METRICS registry (`registry.py`); this module registers the general ones,
+`binary.py` the FAR/FRR/HTER/EER family, `calibration.py` ECE and `multilabel.py` VOC mAP.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+import math
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -16,30 +20,30 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     classification_report,
     f1_score,
-    log_loss,
     roc_auc_score,
+    top_k_accuracy_score,
 )
+from sklearn.metrics import log_loss as sk_log_loss
 
-from featurekit._registry import Registry
 from featurekit.errors import InvalidInputError
+from featurekit.evaluation.binary import DEFAULT_THRESHOLD, binary_metrics
+from featurekit.evaluation.calibration import ece
+from featurekit.evaluation.confusion import confusion_matrix_list
+from featurekit.evaluation.formatting import format_metrics as format_metrics
+from featurekit.evaluation.multilabel import (
+    AP_PROTOCOLS,
+    per_class_voc11_average_precision,
+    tail_accuracy_curve,
+)
+from featurekit.evaluation.registry import METRICS as METRICS
+from featurekit.evaluation.registry import MetricFn as MetricFn
+from featurekit.evaluation.registry import need_proba
 
 logger = logging.getLogger(__name__)
 
-
-class MetricFn(Protocol):
-    def __call__(self, y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None) -> float: ...
-
-
-METRICS: Registry[MetricFn] = Registry("metric")
-
 SINGLE_LABEL_METRICS = ("accuracy", "balanced_accuracy", "f1_macro")
 MULTI_LABEL_METRICS = ("average_precision", "f1_micro", "f1_macro")
-
-
-def _need_proba(name: str, proba: np.ndarray | None) -> np.ndarray:
-    if proba is None:
-        raise InvalidInputError(f"metric {name!r} needs predicted probabilities; this head gives none")
-    return proba
+TOP_K = 5
 
 
 @METRICS.register("accuracy")
@@ -62,10 +66,39 @@ def f1_micro(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None
     return float(f1_score(y_true, y_pred, average="micro", zero_division=0))
 
 
+@METRICS.register("top_5_accuracy")
+def top_5_accuracy(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None) -> float:
+    """Share of rows whose true class is among the 5 highest probabilities (more than 5 classes only).
+
+    scikit-learn's `top_k_accuracy_score`; on tied scores it takes the higher class index first.
+    """
+    p = need_proba("top_5_accuracy", proba)
+    if p.ndim != 2 or p.shape[1] <= TOP_K:
+        raise InvalidInputError(
+            f"top_5_accuracy needs more than {TOP_K} classes (it is 1.0 otherwise); "
+            f"got proba of shape {p.shape}"
+        )
+    return float(top_k_accuracy_score(y_true, p, k=TOP_K, labels=np.arange(p.shape[1])))
+
+
+@METRICS.register("log_loss")
+def log_loss(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None) -> float:
+    """Mean negative log-likelihood of the true class, as a positive number (lower is better).
+
+    Rows that sum to 1 only up to float32 rounding (heads working in float32) are renormalised first;
+    rows further off are passed on as they are, and scikit-learn warns about them.
+    """
+    p = np.asarray(need_proba("log_loss", proba), dtype=np.float64)
+    sums = p.sum(axis=1, keepdims=True)
+    if np.allclose(sums, 1.0, rtol=0, atol=1e-4):
+        p = p / sums
+    return float(sk_log_loss(y_true, p, labels=np.arange(p.shape[1])))
+
+
 @METRICS.register("roc_auc")
 def roc_auc(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None) -> float:
     """Binary: positive-class column; multiclass: one-vs-rest macro."""
-    p = _need_proba("roc_auc", proba)
+    p = need_proba("roc_auc", proba)
     if p.ndim == 2 and p.shape[1] == 2 and y_true.ndim == 1:
         return float(roc_auc_score(y_true, p[:, 1]))
     return float(roc_auc_score(y_true, p, multi_class="ovr", average="macro"))
@@ -73,8 +106,11 @@ def roc_auc(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None)
 
 @METRICS.register("average_precision")
 def average_precision(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None) -> float:
-    """Macro mean of per-class AP over classes with at least one positive (NaN when none has)."""
-    p = _need_proba("average_precision", proba)
+    """Macro mean of per-class AP over classes with at least one positive (NaN when none has).
+
+    scikit-learn's non-interpolated AP; a class with no positive row is skipped, not counted as 0.
+    """
+    p = need_proba("average_precision", proba)
     ap = per_class_average_precision(y_true, p)
     valid = [v for v in ap if v is not None]
     return float(np.mean(valid)) if valid else float("nan")
@@ -82,8 +118,8 @@ def average_precision(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarr
 
 @METRICS.register("neg_log_loss")
 def neg_log_loss(y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None) -> float:
-    p = _need_proba("neg_log_loss", proba)
-    return -float(log_loss(y_true, p, labels=np.arange(p.shape[1])))
+    """scikit-learn's scorer sign convention (higher is better): minus `log_loss`."""
+    return -log_loss(y_true, y_pred=y_pred, proba=need_proba("neg_log_loss", proba))
 
 
 def per_class_average_precision(y_true: np.ndarray, proba: np.ndarray) -> list[float | None]:
@@ -106,23 +142,59 @@ def expand_proba(proba: np.ndarray, *, classes: np.ndarray, n_classes: int) -> n
 
 
 def compute_metrics(
-    y_true: np.ndarray, *, proba: np.ndarray | None, y_pred: np.ndarray, class_names: list[str]
+    y_true: np.ndarray,
+    *,
+    proba: np.ndarray | None,
+    y_pred: np.ndarray,
+    class_names: list[str],
+    threshold: float | None = None,
 ) -> dict[str, object]:
-    """Headline metrics, `n_samples` and `per_class`, as plain JSON-serialisable values."""
+    """Headline metrics, `n_samples`, data blocks and `per_class`, as plain JSON-serialisable values.
+
+    Single-label: accuracy, balanced_accuracy, f1_macro; with `proba` also top_5_accuracy (more than
+    5 classes), log_loss (positive) and ece; then n_samples, confusion_matrix (nested list, row i = true
+    class i, column j = predicted class j, in class_names order) and per_class.
+
+    Binary (2 classes, both present, `proba` given) adds roc_auc and, on the class-1 probability,
+    threshold, far, frr, hter at `threshold` (None means 0.5; it does not change y_pred, so accuracy
+    and the confusion matrix still use the head's own predictions), and eer with eer_threshold: the
+    HTER at the EER threshold picked on these same rows, an optimistic "oracle" figure.
+
+    Multi-label: average_precision (scikit-learn, non-interpolated) and map_voc11 (VOC2007 11-point),
+    both macro over classes with a positive, average_precision_excluded_classes, a `protocols` note,
+    f1_micro, f1_macro, n_samples, tail_accuracy (list of {threshold, precision, coverage}) and
+    per_class (with average_precision and ap_voc11 per class).
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     n_classes = len(class_names)
     _check_shapes(y_true, y_pred=y_pred, proba=proba, n_classes=n_classes)
+    if threshold is not None and (y_true.ndim == 2 or n_classes != 2 or math.isnan(threshold)):
+        raise InvalidInputError(
+            f"threshold applies to binary single-label tasks (2 classes) and must be a number; "
+            f"got threshold={threshold!r} for {n_classes} classes"
+            + (" (multi-label)" if y_true.ndim == 2 else "")
+        )
     if y_true.ndim == 2:
         return _multi_label_metrics(y_true, y_pred=y_pred, proba=proba, class_names=class_names)
     out: dict[str, object] = {
         name: METRICS.get(name)(y_true, y_pred=y_pred, proba=proba) for name in SINGLE_LABEL_METRICS
     }
+    if proba is not None:
+        if n_classes > TOP_K:
+            out["top_5_accuracy"] = top_5_accuracy(y_true, y_pred=y_pred, proba=proba)
+        out["log_loss"] = log_loss(y_true, y_pred=y_pred, proba=proba)
+        out["ece"] = ece(y_true, y_pred=y_pred, proba=proba)
     if n_classes == 2 and proba is not None:
         if len(np.unique(y_true)) == 2:
             out["roc_auc"] = roc_auc(y_true, y_pred=y_pred, proba=proba)
+            t = DEFAULT_THRESHOLD if threshold is None else threshold
+            out.update(binary_metrics(y_true, proba[:, 1], threshold=t))
         else:
-            logger.warning("roc_auc left out: the test rows hold only one class")
+            logger.warning(
+                "roc_auc left out, as are far, frr, hter and eer: the test rows hold only one class"
+            )
     out["n_samples"] = len(y_true)
+    out["confusion_matrix"] = confusion_matrix_list(y_true, y_pred, n_classes=n_classes)
     report: dict[str, Any] = classification_report(
         y_true,
         y_pred,
@@ -149,15 +221,22 @@ def _multi_label_metrics(
 ) -> dict[str, object]:
     out: dict[str, object] = {}
     ap: list[float | None] = [None] * len(class_names)
+    voc: list[float | None] = [None] * len(class_names)
     if proba is not None:
         ap = per_class_average_precision(y_true, proba)
+        voc = per_class_voc11_average_precision(y_true, proba)
         valid = [v for v in ap if v is not None]
+        valid_voc = [v for v in voc if v is not None]
         out["average_precision"] = float(np.mean(valid)) if valid else None
+        out["map_voc11"] = float(np.mean(valid_voc)) if valid_voc else None
         # Classes without a positive test row have no AP; say how many so mAP is not misread.
         out["average_precision_excluded_classes"] = len(ap) - len(valid)
+        out["protocols"] = AP_PROTOCOLS
     out["f1_micro"] = f1_micro(y_true, y_pred=y_pred, proba=proba)
     out["f1_macro"] = f1_macro(y_true, y_pred=y_pred, proba=proba)
     out["n_samples"] = len(y_true)
+    if proba is not None:
+        out["tail_accuracy"] = tail_accuracy_curve(y_true, proba)
     report: dict[str, Any] = classification_report(
         y_true,
         y_pred,
@@ -167,7 +246,8 @@ def _multi_label_metrics(
         zero_division=0,
     )
     out["per_class"] = {
-        name: {"average_precision": ap[c], **_class_row(report[name])} for c, name in enumerate(class_names)
+        name: {"average_precision": ap[c], "ap_voc11": voc[c], **_class_row(report[name])}
+        for c, name in enumerate(class_names)
     }
     return out
 
@@ -194,33 +274,3 @@ def _check_shapes(
             f"got {proba.shape}; "
             "use expand_proba() when the head saw fewer classes"
         )
-
-
-def format_metrics(metrics: dict[str, object]) -> str:
-    """Headline metrics, then a per-class table, for the CLI to print."""
-    lines = []
-    headline = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    width = max((len(k) for k in headline), default=0)
-    for key, value in headline.items():
-        lines.append(f"{key:<{width}}  {_fmt(value)}")
-    per_class = metrics.get("per_class")
-    if isinstance(per_class, dict) and per_class:
-        columns = list(next(iter(per_class.values())))
-        name_w = max(5, *(len(str(n)) for n in per_class))
-        col_w = [max(9, len(c)) for c in columns]
-        header = f"{'class':<{name_w}}  " + "  ".join(
-            f"{c:>{w}}" for c, w in zip(columns, col_w, strict=True)
-        )
-        lines += ["", header, "-" * len(header)]
-        for name, row in per_class.items():
-            cells = "  ".join(f"{_fmt(row.get(c)):>{w}}" for c, w in zip(columns, col_w, strict=True))
-            lines.append(f"{name!s:<{name_w}}  {cells}")
-    return "\n".join(lines)
-
-
-def _fmt(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
