@@ -266,8 +266,15 @@ def fit(
     test_size: float = 0.2,
     random_state: int = 0,
     reports_dir: Path = DEFAULT_REPORTS_DIR,
+    threshold: str = "eer",
 ) -> FitReport:
-    """Fit a head on the train part of a cache, score it on the held-out part, save both."""
+    """Fit a head on the train part of a cache, score it on the held-out part, save both.
+
+    Binary tasks: `threshold` ("eer", "min-hter" or "argmax") picks the decision threshold on
+    out-of-fold scores of the training rows; it is saved with the head and used by evaluate/predict.
+    """
+    from featurekit.evaluation.operating_point import choose_threshold
+
     started = time.perf_counter()
     features = _labelled(load_features(Path(cache)))
     y = features.y
@@ -277,9 +284,23 @@ def fit(
     )
     estimator = make_head(head, **(params or {}))
     fit_started = time.perf_counter()
+    binary = not features.multilabel and len(features.class_names) == 2
+    decision_threshold = None
+    if binary:
+        groups = features.groups[split.train] if features.groups is not None else None
+        decision_threshold = choose_threshold(
+            estimator,
+            features.X[split.train],
+            y[split.train],
+            rule=threshold,
+            groups=groups,
+            random_state=random_state,
+        )
     estimator.fit(features.X[split.train], y[split.train])
     fit_seconds = time.perf_counter() - fit_started
-    metrics = _score(estimator, features.subset(split.test), features.class_names)
+    metrics = _score(
+        estimator, features.subset(split.test), features.class_names, threshold=decision_threshold
+    )
 
     model_path = Path(out) if out is not None else default_model_path(Path(cache), head)
     metadata = {
@@ -293,6 +314,9 @@ def fit(
         "split": split.description,
         "train_rows": _row_fingerprints(features.rows.subset(split.train)),
         "metrics": metrics,
+        # Binary heads: the operating point chosen on out-of-fold training scores (None: argmax).
+        "threshold": decision_threshold,
+        "threshold_rule": threshold if binary else None,
     }
     save_model(model_path, estimator, metadata=metadata)
     seconds = time.perf_counter() - started
@@ -304,6 +328,8 @@ def fit(
             "params": estimator.get_params(),
             "test_size": test_size,
             "random_state": random_state,
+            "threshold_rule": threshold if binary else None,
+            "threshold": decision_threshold,
         },
         metrics=metrics,
         timings={"fit_seconds": fit_seconds, "total_seconds": seconds},
@@ -324,14 +350,19 @@ def fit(
     )
 
 
-def _score(estimator: Any, features: FeatureSet, class_names: list[str]) -> dict[str, Any]:
+def _score(
+    estimator: Any, features: FeatureSet, class_names: list[str], *, threshold: float | None = None
+) -> dict[str, Any]:
     y = features.y
     assert y is not None
     proba = estimator.predict_proba(features.X)
     if not features.multilabel:  # a class absent from the training part has no column: add it as zeros
         proba = expand_proba(proba, classes=estimator.classes_, n_classes=len(class_names))
-    y_pred = estimator.predict(features.X)
-    return compute_metrics(y, proba=proba, y_pred=y_pred, class_names=class_names)
+    if threshold is None:
+        y_pred = estimator.predict(features.X)
+    else:  # binary head with a saved operating point: every metric is scored at it
+        y_pred = (proba[:, 1] >= threshold).astype(np.int64)
+    return compute_metrics(y, proba=proba, y_pred=y_pred, class_names=class_names, threshold=threshold)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -410,7 +441,12 @@ def evaluate(model: Path, cache: Path, *, rows: str = "unseen", trust_pickle: bo
             f"no labelled rows of {cache} are left to score ({rows} rows); "
             "every row was used for training: pass --rows all, or evaluate on another cache"
         )
-    metrics = _score(loaded.estimator, features, list(loaded.metadata["class_names"]))
+    metrics = _score(
+        loaded.estimator,
+        features,
+        list(loaded.metadata["class_names"]),
+        threshold=loaded.metadata.get("threshold"),
+    )
     return EvaluateReport(metrics=metrics, n_rows=len(features), rows=rows)
 
 
@@ -504,6 +540,8 @@ def predict(
             p = proba[by_row[i]]
             if meta.get("multilabel"):
                 label = "|".join(c for c, v in zip(class_names, p, strict=True) if v >= threshold)
+            elif meta.get("threshold") is not None:  # binary head: its saved operating point
+                label = class_names[int(p[1] >= meta["threshold"])]
             else:
                 label = class_names[int(np.argmax(p))]
             writer.writerow([path, *box, label, *[f"{v:.6f}" for v in p], ""])

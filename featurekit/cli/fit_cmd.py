@@ -39,6 +39,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="model file (default: reports/models/<cache>__<head>.skops)")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction without a split column")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
+    p.add_argument(
+        "--threshold",
+        choices=("eer", "min-hter", "argmax"),
+        default="eer",
+        help="binary tasks: decision threshold chosen on out-of-fold training scores (default: eer)",
+    )
     p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="where run records go")
     p.set_defaults(run=run)
 
@@ -62,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         random_state=args.seed,
         reports_dir=args.reports_dir,
+        threshold=args.threshold,
     )
     print(f"{args.head}: trained on {report.n_train} rows, scored on {report.n_test} held-out rows")
     print(f"split: {report.split}")
