@@ -490,6 +490,8 @@ def predict(
     from featurekit.extract.provenance import build_provenance
 
     loaded = load_model(Path(model), trust_pickle=trust_pickle)
+    # Validate the images before the (slow) backbone build, so a bad folder or CSV fails at once.
+    index = load_image_index(Path(data), source or SourceOptions())
     meta = loaded.metadata
     recorded = meta["provenance"]
     pre = Preprocess.from_dict(recorded["preprocess"])
@@ -516,7 +518,6 @@ def predict(
             f"cannot rebuild the backbone this head was trained on ({diff[0] if diff else 'provenance'}: "
             f"model {diff[1] if diff else '?'!r}, here {diff[2] if diff else '?'!r})"
         )
-    index = load_image_index(Path(data), source or SourceOptions())
     result = extract_features(backbone, index, settings=settings)
     class_names = list(meta["class_names"])
     proba = np.zeros((0, len(class_names)))

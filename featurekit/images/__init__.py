@@ -41,8 +41,9 @@ def detect_source(path: Path) -> str:
         if class_folders and loose:
             raise SourceValidationError(
                 f"{path}: cannot tell the layout: {len(loose)} image(s) directly inside (e.g. {loose[0]!r}) "
-                f"and subfolders with images {class_folders[:5]}; pass source='folder' (one subfolder per "
-                "class; loose images ignored) or source='unlabelled' (every image, no classes)"
+                f"and subfolders with images {class_folders[:5]}; pass --source folder (one subfolder per "
+                "class; loose images ignored) or --source unlabelled (every image, no classes); in Python, "
+                "source=SourceOptions(source=...)"
             )
         if class_folders:
             return "folder"
@@ -55,7 +56,8 @@ def detect_source(path: Path) -> str:
     if source is None:
         raise InvalidInputError(
             f"{path}: cannot tell the source from the suffix {path.suffix!r}; expected a folder, "
-            f"{', '.join(_SUFFIX_SOURCES)}; or pass source= one of {IMAGE_SOURCES.names()}"
+            f"{', '.join(_SUFFIX_SOURCES)}; or pass --source (Python: SourceOptions(source=...)) "
+            f"with one of {IMAGE_SOURCES.names()}"
         )
     return source
 

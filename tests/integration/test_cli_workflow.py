@@ -147,6 +147,25 @@ def test_user_errors_are_one_line_with_exit_code_1(
         main(["fit", str(cache), "--head", "logreq"])
 
 
+def test_predict_validates_images_before_building_the_backbone(
+    tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, model = tmp_path / "c.h5", tmp_path / "head.skops"
+    assert _run(capsys, "extract", dataset, *BACKBONE, "--img-size", "32", "--out", cache)[0] == 0
+    assert _run(capsys, "fit", cache, "--head", "logreg", "--out", model, "--reports-dir", tmp_path)[0] == 0
+    (dataset / "loose.png").write_bytes((dataset / "red" / "00.jpg").read_bytes())  # folder + loose image
+
+    import featurekit.backbones as backbones
+
+    def no_backbone(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the backbone was built before the images were validated")
+
+    monkeypatch.setattr(backbones, "create_backbone", no_backbone)
+    code, _, err = _run(capsys, "predict", model, dataset, "--out", tmp_path / "p.csv", "--no-progress")
+    assert code == 1
+    assert "cannot tell the layout" in err and "--source unlabelled" in err
+
+
 def test_list_commands(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "list", "backbones")
     assert code == 0
