@@ -99,10 +99,16 @@ def extract(
     source: SourceOptions | None = None,
     settings: Any = None,
     overwrite: bool = False,
+    layers: tuple[int, ...] = (),
+    pools: tuple[str, ...] = ("avg",),
 ) -> ExtractReport:
-    """Embed every row of `data` with `backbone` into an HDF5 cache; reuse rows it already holds."""
+    """Embed every row of `data` with `backbone` into an HDF5 cache; reuse rows it already holds.
+
+    `layers` (timm feature indices, e.g. (-1, -2)) pooled by each of `pools` ("avg", "max") are
+    stored side by side instead of the pre-logits embedding, in one forward pass.
+    """
     # Imported here so that `import featurekit.api` stays cheap for heads-only work.
-    from featurekit.backbones import create_backbone
+    from featurekit.backbones import create_backbone, with_layers
     from featurekit.extract import (
         ExtractionSettings,
         check_tta,
@@ -126,6 +132,8 @@ def extract(
     )
     index = load_image_index(Path(data), source or SourceOptions())
     model = create_backbone(backbone, weights=weights, overrides=preprocess)
+    if layers:
+        model = with_layers(model, layers=tuple(layers), pools=tuple(pools))
     precision = resolve_precision(resolve_device(settings.device), settings.amp)
     provenance = build_provenance(
         model,
@@ -267,16 +275,19 @@ def fit(
     random_state: int = 0,
     reports_dir: Path = DEFAULT_REPORTS_DIR,
     threshold: str = "eer",
+    blocks: list[str] | None = None,
 ) -> FitReport:
     """Fit a head on the train part of a cache, score it on the held-out part, save both.
 
     Binary tasks: `threshold` ("eer", "min-hter" or "argmax") picks the decision threshold on
     out-of-fold scores of the training rows; it is saved with the head and used by evaluate/predict.
+    `blocks`: with a cache made by `extract --layers`, fit on these (layer, pool) blocks only
+    (e.g. ["layer-1.avg"]); evaluate and predict select the same columns.
     """
     from featurekit.evaluation.operating_point import choose_threshold
 
     started = time.perf_counter()
-    features = _labelled(load_features(Path(cache)))
+    features = _labelled(load_features(Path(cache)).select_blocks(blocks))
     y = features.y
     assert y is not None  # guaranteed by _labelled
     split = split_train_test(
@@ -307,6 +318,7 @@ def fit(
         "head": head,
         "params": estimator.get_params(),
         "feature_dim": features.feature_dim,
+        "feature_blocks": blocks or None,  # columns of a multi-layer cache; None: all
         "class_names": features.class_names,
         "multilabel": features.multilabel,
         "provenance_key": features.provenance_key,
@@ -330,6 +342,7 @@ def fit(
             "random_state": random_state,
             "threshold_rule": threshold if binary else None,
             "threshold": decision_threshold,
+            "feature_blocks": blocks or None,
         },
         metrics=metrics,
         timings={"fit_seconds": fit_seconds, "total_seconds": seconds},
@@ -424,7 +437,7 @@ def evaluate(model: Path, cache: Path, *, rows: str = "unseen", trust_pickle: bo
     if rows not in ("unseen", "all"):
         raise InvalidInputError(f"rows must be 'unseen' or 'all', got {rows!r}")
     loaded = load_model(Path(model), trust_pickle=trust_pickle)
-    features = load_features(Path(cache))
+    features = load_features(Path(cache)).select_blocks(loaded.metadata.get("feature_blocks"))
     check_compatible(
         loaded.metadata,
         provenance_key=features.provenance_key,
@@ -483,8 +496,9 @@ def predict(
     """Backbone + saved head on new images → a CSV with one row per image (or box)."""
     import csv
 
-    from featurekit.backbones import create_backbone
+    from featurekit.backbones import create_backbone, with_layers
     from featurekit.cache import provenance_key
+    from featurekit.cache.featureset import block_columns
     from featurekit.config import Preprocess
     from featurekit.extract import ExtractionSettings, extract_features, resolve_device
     from featurekit.extract.provenance import build_provenance
@@ -507,6 +521,11 @@ def predict(
     backbone = create_backbone(
         recorded["backbone"], weights=_weights_for(recorded), overrides=overrides, random_seed=int(seed or 0)
     )
+    recorded_layers = recorded["features"].get("layer")
+    if isinstance(recorded_layers, list):  # several layers side by side (extract --layers)
+        backbone = with_layers(
+            backbone, layers=tuple(recorded_layers), pools=tuple(recorded["features"]["pool"])
+        )
     # Features must be made exactly as the training cache's were, precision included.
     tta = recorded["features"].get("tta", "none")
     settings = replace(settings or ExtractionSettings(), amp=recorded["precision"] == "bfloat16", tta=tta)
@@ -522,7 +541,10 @@ def predict(
     class_names = list(meta["class_names"])
     proba = np.zeros((0, len(class_names)))
     if len(result.rows):
-        proba = np.asarray(loaded.estimator.predict_proba(result.features))
+        vectors = result.features
+        if meta.get("feature_blocks"):
+            vectors = vectors[:, block_columns(provenance, list(meta["feature_blocks"]))]
+        proba = np.asarray(loaded.estimator.predict_proba(vectors))
         if not meta.get("multilabel"):
             proba = expand_proba(proba, classes=loaded.estimator.classes_, n_classes=len(class_names))
     by_row = {int(row): k for k, row in enumerate(result.rows)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from featurekit.backbones.backbone import Backbone
 from featurekit.backbones.factory import create_backbone
+from featurekit.backbones.layers import POOLS, FeatureBlock, with_layers
 from featurekit.backbones.listing import BackboneInfo, list_backbones
 from featurekit.backbones.loading import load_model
 from featurekit.backbones.offline import OFFLINE_PACKAGES, OfflinePackage
@@ -18,8 +19,10 @@ from featurekit.backbones.weights import WeightsInfo, state_dict_sha256
 
 __all__ = [
     "OFFLINE_PACKAGES",
+    "POOLS",
     "Backbone",
     "BackboneInfo",
+    "FeatureBlock",
     "OfflinePackage",
     "WeightsInfo",
     "create_backbone",
@@ -29,4 +32,5 @@ __all__ = [
     "state_dict_sha256",
     "timm_transform_kwargs",
     "validate_overrides",
+    "with_layers",
 ]

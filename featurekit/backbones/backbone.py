@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,15 +20,25 @@ class Backbone:
     preprocess: Preprocess
     weights: WeightsInfo
     feature_dim: int  # length of the pooled embedding
+    # Set by `with_layers`: intermediate layers (timm feature indices) pooled side by side instead of
+    # the pre-logits embedding; `blocks` are their FeatureBlocks (column ranges).
+    layers: tuple[int, ...] = ()
+    pools: tuple[str, ...] = ()
+    blocks: tuple[Any, ...] = ()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised float images → (B, feature_dim) pooled pre-logits features.
+        """(B, 3, H, W) normalised float images → (B, feature_dim) pooled pre-logits features
+        (or the pooled intermediate layers chosen by `with_layers`).
 
         Run it under the caller's `torch.inference_mode()`; nothing here enables gradients.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise InvalidInputError(f"embed expects a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
         model = self.model
+        if self.layers:
+            from featurekit.backbones.layers import intermediate_features
+
+            return intermediate_features(model, images, self.layers, self.pools)
         features = model.forward_head(model.forward_features(images), pre_logits=True)  # type: ignore[operator]
         return features.flatten(1)
 

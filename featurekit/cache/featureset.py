@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
+from featurekit.errors import InvalidInputError, UnknownNameError
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,3 +102,34 @@ class FeatureSet:
     def subset(self, rows: np.ndarray | list[int]) -> FeatureSet:
         rows = np.asarray(rows, dtype=np.int64)
         return replace(self, X=self.X[rows], rows=self.rows.subset(rows))
+
+    def select_blocks(self, names: list[str] | None) -> FeatureSet:
+        """Only the columns of the named (layer, pool) blocks (`extract --layers`); None: every column."""
+        if not names:
+            return self
+        return replace(self, X=self.X[:, block_columns(self.provenance, names)])
+
+
+def block_names(provenance: dict[str, Any]) -> list[str]:
+    """The (layer, pool) blocks a cache holds side by side, e.g. ['layer-1.avg', 'layer-2.avg']."""
+    return [block["name"] for block in provenance.get("features", {}).get("layout", [])]
+
+
+def block_columns(provenance: dict[str, Any], names: list[str]) -> np.ndarray:
+    """Column indices of the named blocks, in the order given."""
+    layout = {block["name"]: block for block in provenance.get("features", {}).get("layout", [])}
+    if not layout:
+        raise InvalidInputError(
+            "this cache holds one embedding, not several layers side by side; "
+            "make one with `featurekit extract --layers -1,-2 …` to choose blocks at fit time"
+        )
+    for name in names:
+        if name not in layout:
+            close = difflib.get_close_matches(name, list(layout), n=3, cutoff=0.5)
+            hint = f"; did you mean: {', '.join(close)}" if close else ""
+            raise UnknownNameError(
+                f"unknown feature block {name!r}; the cache holds {', '.join(layout)}{hint}"
+            )
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"feature blocks named more than once: {', '.join(names)}")
+    return np.concatenate([np.arange(layout[n]["start"], layout[n]["stop"]) for n in names])

@@ -30,6 +30,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="none",
         help="hflip: average the features of each image and its mirror image (keyed; default none)",
     )
+    p.add_argument(
+        "--layers",
+        help="timm feature layers pooled side by side instead of the pre-logits embedding, "
+        "e.g. -1,-2,-3 (negative: from the end; keyed)",
+    )
+    p.add_argument("--pool", default="avg", help="with --layers: avg, max or avg,max (default: avg)")
     add_source_options(p)
     add_preprocess_options(p)
     add_runtime_options(p)
@@ -38,6 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from featurekit import api
+    from featurekit.backbones.layers import parse_layers, parse_pools
 
     report = api.extract(
         args.data,
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         source=source_options(args),
         settings=extraction_settings(args, tta=args.tta),
         overwrite=args.overwrite,
+        layers=parse_layers(args.layers) if args.layers else (),
+        pools=parse_pools(args.pool),
     )
     if report.rank:
         print(f"rank {report.rank}: embedded {report.rows} rows; rank 0 wrote them to {report.cache_path}")
@@ -56,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         f"cache {report.cache_path}: {report.rows} rows "
         f"({report.extracted} extracted, {report.reused} reused) in {report.seconds:.1f} s"
     )
+    if args.layers:
+        from featurekit.cache import read_provenance
+        from featurekit.cache.featureset import block_names
+
+        names = block_names(read_provenance(report.cache_path)[0])
+        print(f"feature blocks side by side (fit --features NAME,…): {', '.join(names)}")
     if report.skipped:
         print(f"skipped {len(report.skipped)} input(s), listed in {report.bad_inputs_csv}")
     return 0

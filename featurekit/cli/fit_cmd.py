@@ -45,6 +45,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="eer",
         help="binary tasks: decision threshold chosen on out-of-fold training scores (default: eer)",
     )
+    p.add_argument(
+        "--features",
+        help="with a cache made by `extract --layers`: the blocks to fit on, e.g. layer-1.avg,layer-2.max "
+        "(default: every column; `featurekit extract --layers` prints their names)",
+    )
     p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="where run records go")
     p.set_defaults(run=run)
 
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         random_state=args.seed,
         reports_dir=args.reports_dir,
         threshold=args.threshold,
+        blocks=[b.strip() for b in args.features.split(",") if b.strip()] if args.features else None,
     )
     print(f"{args.head}: trained on {report.n_train} rows, scored on {report.n_test} held-out rows")
     print(f"split: {report.split}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -28,8 +29,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Values that start with '-' but are not one negative number ("-1,-2") look like options to argparse.
+_NEGATIVE_LIST = re.compile(r"^-\d+(,-?\d+)+$")
+
+
+def _attach_negative_lists(argv: Sequence[str]) -> list[str]:
+    """`--layers -1,-2` → `--layers=-1,-2`, so the documented spelling parses."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NEGATIVE_LIST.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_attach_negative_lists(argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

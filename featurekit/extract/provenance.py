@@ -25,7 +25,7 @@ def build_provenance(
         "backbone": backbone.name,
         "weights": backbone.weights.to_dict(),
         "preprocess": backbone.preprocess.to_dict(),
-        "features": {"layer": "pre_logits", "pool": "model default", "dim": backbone.feature_dim, "tta": tta},
+        "features": _features_record(backbone, tta),
         "precision": precision,
         "feature_version": FEATURE_VERSION,
         "extraction": extraction,
@@ -37,4 +37,17 @@ def build_provenance(
             "python": platform.python_version(),
         },
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _features_record(backbone: Backbone, tta: str) -> dict[str, Any]:
+    if not backbone.layers:
+        return {"layer": "pre_logits", "pool": "model default", "dim": backbone.feature_dim, "tta": tta}
+    return {
+        "layer": list(backbone.layers),
+        "pool": list(backbone.pools),
+        "dim": backbone.feature_dim,
+        "tta": tta,
+        # "layout" sorts after "layer", so a mismatch message names the layers first.
+        "layout": [block.to_dict() for block in backbone.blocks],
     }
