@@ -62,8 +62,13 @@ def intermediate_features(
 def _absolute_order(model: torch.nn.Module, layers: tuple[int, ...]) -> dict[int, int]:
     # forward_intermediates returns maps in network order, whatever order the indices were given in.
     count = _layer_count(model)
-    absolute = sorted({count + i if i < 0 else i for i in layers})
-    return {layer: absolute.index(count + layer if layer < 0 else layer) for layer in layers}
+    in_network_order = sorted({_absolute(i, count) for i in layers})
+    return {layer: in_network_order.index(_absolute(layer, count)) for layer in layers}
+
+
+def _absolute(layer: int, count: int) -> int:
+    """timm's convention: a negative feature index counts from the end."""
+    return count + layer if layer < 0 else layer
 
 
 def _layer_count(model: torch.nn.Module) -> int:
@@ -92,7 +97,7 @@ def with_layers(
         )
     count = _layer_count(model)
     bad = [i for i in layers if not -count <= i < count]
-    absolute = [count + i if i < 0 else i for i in layers]
+    absolute = [_absolute(i, count) for i in layers]
     if bad or len(set(absolute)) != len(absolute):
         raise InvalidInputError(
             f"--layers {','.join(map(str, layers))}: {backbone.name} has {count} feature layers "
@@ -128,7 +133,3 @@ def parse_layers(text: str) -> tuple[int, ...]:
         raise InvalidInputError(
             f"--layers {text!r}: expected comma-separated integers, e.g. -1,-2,-3"
         ) from None
-
-
-def parse_pools(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -9,6 +9,7 @@ from featurekit.cli.options import (
     add_preprocess_options,
     add_runtime_options,
     add_source_options,
+    comma_names,
     extraction_settings,
     preprocess_overrides,
     source_options,
@@ -35,7 +36,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="timm feature layers pooled side by side instead of the pre-logits embedding, "
         "e.g. -1,-2,-3 (negative: from the end; keyed)",
     )
-    p.add_argument("--pool", default="avg", help="with --layers: avg, max or avg,max (default: avg)")
+    p.add_argument(
+        "--pool", type=comma_names, default=("avg",), help="with --layers: avg, max or avg,max (default: avg)"
+    )
     add_source_options(p)
     add_preprocess_options(p)
     add_runtime_options(p)
@@ -44,7 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from featurekit import api
-    from featurekit.backbones.layers import parse_layers, parse_pools
+    from featurekit.backbones.layers import parse_layers
 
     report = api.extract(
         args.data,
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         settings=extraction_settings(args, tta=args.tta),
         overwrite=args.overwrite,
         layers=parse_layers(args.layers) if args.layers else (),
-        pools=parse_pools(args.pool),
+        pools=args.pool,
     )
     if report.rank:
         print(f"rank {report.rank}: embedded {report.rows} rows; rank 0 wrote them to {report.cache_path}")

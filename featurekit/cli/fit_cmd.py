@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from featurekit.cli.options import comma_names
 from featurekit.errors import InvalidInputError
 
 
@@ -47,6 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--features",
+        type=comma_names,
         help="with a cache made by `extract --layers`: the blocks to fit on, e.g. layer-1.avg,layer-2.max "
         "(default: every column; `featurekit extract --layers` prints their names)",
     )
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         random_state=args.seed,
         reports_dir=args.reports_dir,
         threshold=args.threshold,
-        blocks=[b.strip() for b in args.features.split(",") if b.strip()] if args.features else None,
+        blocks=list(args.features) if args.features else None,
     )
     print(f"{args.head}: trained on {report.n_train} rows, scored on {report.n_test} held-out rows")
     print(f"split: {report.split}")

@@ -23,7 +23,8 @@ def _floats3(text: str) -> tuple[float, float, float]:
     return (values[0], values[1], values[2])
 
 
-def _names(text: str) -> tuple[str, ...]:
+def comma_names(text: str) -> tuple[str, ...]:
+    """'a, b,c' → ('a', 'b', 'c'): the argparse type of every comma-separated list flag."""
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
@@ -34,12 +35,14 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--label-column", help="CSV column with one label per row (default: 'label')")
     g.add_argument("--labels-column", help="CSV column with several labels per row (default: 'labels')")
     g.add_argument("--label-sep", default="|", help="separator of --labels-column (default: '|')")
-    g.add_argument("--class-columns", type=_names, help="CSV 0/1 columns, one per class (comma-separated)")
+    g.add_argument(
+        "--class-columns", type=comma_names, help="CSV 0/1 columns, one per class (comma-separated)"
+    )
     g.add_argument("--split-column", default="split", help="CSV column with split names (default: 'split')")
     g.add_argument("--group-column", default="group", help="CSV column with group ids (default: 'group')")
     g.add_argument(
         "--box-columns",
-        type=_names,
+        type=comma_names,
         default=("x1", "y1", "x2", "y2"),
         help="CSV box columns x1,y1,x2,y2 (default: x1,y1,x2,y2)",
     )
