@@ -4,8 +4,10 @@ from featurekit.extract.dataset import BadInput
 from featurekit.extract.engine import (
     ExtractionResult,
     ExtractionSettings,
+    FeatureChunk,
     check_tta,
     extract_features,
+    iter_feature_chunks,
     resolve_device,
     resolve_precision,
 )
@@ -14,8 +16,10 @@ __all__ = [
     "BadInput",
     "ExtractionResult",
     "ExtractionSettings",
+    "FeatureChunk",
     "check_tta",
     "extract_features",
+    "iter_feature_chunks",
     "resolve_device",
     "resolve_precision",
 ]

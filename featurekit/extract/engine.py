@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +36,18 @@ class ExtractionSettings:
     amp: bool | None = None  # None: bf16 autocast on CUDA, fp32 on CPU
     progress: bool = True
     tta: str = "none"  # "hflip": features averaged over the image and its mirror image
+    commit_every: int = 2048  # rows per committed cache unit (a crash loses at most one unit)
+    on_error: str = "skip"  # "skip": report bad images and go on; "fail": stop at the first one
+    max_bad_fraction: float = 0.05  # exit non-zero when more than this fraction of rows was skipped
+
+
+@dataclass
+class FeatureChunk:
+    """One batch's worth of output: features of the rows that decoded, failures of those that did not."""
+
+    features: np.ndarray  # (B, D) float32
+    rows: np.ndarray  # (B,) int64 rows of the index
+    failures: list[BadInput] = field(default_factory=list)
 
 
 @dataclass
@@ -87,9 +99,32 @@ def extract_features(
     rows: Sequence[int] | None = None,
     settings: ExtractionSettings | None = None,
 ) -> ExtractionResult:
-    """Embed `rows` of `index` (all rows by default) with `backbone`, batched.
+    """Embed `rows` of `index` (all rows by default) with `backbone`, batched, into memory.
 
     Rows whose image cannot be decoded are returned in `failures`; the others are unaffected.
+    """
+    dim = backbone.feature_dim
+    features, done_rows, failures = [np.empty((0, dim), np.float32)], [np.empty(0, np.int64)], []
+    for chunk in iter_feature_chunks(backbone, index, rows=rows, settings=settings):
+        features.append(chunk.features)
+        done_rows.append(chunk.rows)
+        failures.extend(chunk.failures)
+    return ExtractionResult(
+        features=np.concatenate(features), rows=np.concatenate(done_rows), failures=failures
+    )
+
+
+def iter_feature_chunks(
+    backbone: Backbone,
+    index: ImageIndex,
+    *,
+    rows: Sequence[int] | None = None,
+    settings: ExtractionSettings | None = None,
+) -> Iterator[FeatureChunk]:
+    """Embed `rows` of `index` with `backbone`, yielding one FeatureChunk per batch, in row order.
+
+    The caller decides where features go (memory, committed cache units) and may stop early by
+    closing the generator: work is never half-done past the batch being yielded.
     """
     settings = settings or ExtractionSettings()
     if settings.batch_size < 1:
@@ -124,32 +159,30 @@ def extract_features(
     model = model.to(memory_format=torch.channels_last)
     normalize = BatchNormalizer(pre, device)
     dim = backbone.feature_dim
-    features = np.empty((len(selected), dim), dtype=np.float32)
-    done_rows = np.empty(len(selected), dtype=np.int64)
-    failures: list[BadInput] = []
-    filled = 0
     autocast_dtype = torch.bfloat16 if precision == "bfloat16" else None
     bar = tqdm(
         total=len(selected), desc=f"extract {backbone.name}", unit="img", disable=not settings.progress
     )
-    with torch.inference_mode():
+    try:
         for batch in loader:
-            failures.extend(batch.failures)
+            for bad in batch.failures:
+                logger.warning("skipped %s (%s): %s", bad.path, bad.stage, bad.reason)
             count = int(batch.rows.numel())
+            out = np.empty((0, dim), dtype=np.float32)
             if count:
-                # uint8 travels (4x fewer bytes); ÷255 and mean/std happen batched on the device.
-                images = normalize(batch.images.to(device, non_blocking=True))
-                with torch.autocast(
-                    device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
-                ):
-                    out = backbone.embed(images).float()
-                    if settings.tta == "hflip":
-                        out = (out + backbone.embed(images.flip(3)).float()) / 2
-                features[filled : filled + count] = out.float().cpu().numpy()
-                done_rows[filled : filled + count] = batch.rows.numpy()
-                filled += count
+                with torch.inference_mode():
+                    # uint8 travels (4x fewer bytes); ÷255 and mean/std happen batched on the device.
+                    images = normalize(batch.images.to(device, non_blocking=True))
+                    with torch.autocast(
+                        device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
+                    ):
+                        embedded = backbone.embed(images).float()
+                        if settings.tta == "hflip":
+                            embedded = (embedded + backbone.embed(images.flip(3)).float()) / 2
+                    out = embedded.float().cpu().numpy()
             bar.update(count + len(batch.failures))
-    bar.close()
-    for bad in failures:
-        logger.warning("skipped %s (%s): %s", bad.path, bad.stage, bad.reason)
-    return ExtractionResult(features=features[:filled], rows=done_rows[:filled], failures=failures)
+            yield FeatureChunk(
+                features=out, rows=batch.rows.numpy().astype(np.int64), failures=batch.failures
+            )
+    finally:
+        bar.close()
