@@ -21,7 +21,6 @@ from featurekit.cache import (
     first_difference,
     load_features,
     read_provenance,
-    write_cache,
 )
 from featurekit.cache.reuse import plan_reuse
 from featurekit.config import PreprocessOverrides
@@ -53,6 +52,8 @@ class ExtractReport:
     provenance_key: str
     seconds: float
     rank: int = 0  # under torchrun: a rank other than 0 reports only the rows it embedded
+    resumed: int = 0  # rows committed by an interrupted earlier run of the same job
+    bad_fraction: float = 0.0  # skipped inputs / all inputs
 
 
 def index_rows(index: ImageIndex, hashes: list[str]) -> RowTable:
@@ -104,26 +105,31 @@ def extract(
 ) -> ExtractReport:
     """Embed every row of `data` with `backbone` into an HDF5 cache; reuse rows it already holds.
 
-    `layers` (timm feature indices, e.g. (-1, -2)) pooled by each of `pools` ("avg", "max") are
-    stored side by side instead of the pre-logits embedding, in one forward pass.
+    Work is committed in units as it goes (`settings.commit_every` rows), so a killed or
+    interrupted run loses at most one unit and the same call resumes it. `layers` (timm feature
+    indices, e.g. (-1, -2)) pooled by each of `pools` ("avg", "max") are stored side by side
+    instead of the pre-logits embedding, in one forward pass.
     """
     # Imported here so that `import featurekit.api` stays cheap for heads-only work.
     from featurekit.backbones import create_backbone, with_layers
+    from featurekit.cache.lock import CacheLock
     from featurekit.extract import (
         ExtractionSettings,
         check_tta,
         distributed,
-        extract_features,
         resolve_device,
         resolve_precision,
     )
-    from featurekit.extract.bad_inputs import bad_inputs_path, write_bad_inputs
-    from featurekit.extract.dataset import BadInput
+    from featurekit.extract.interrupt import stop_signals
+    from featurekit.extract.job import check_on_error
     from featurekit.extract.provenance import build_provenance
 
     started = time.perf_counter()
     settings = settings or ExtractionSettings()
     check_tta(settings.tta)  # before the (possibly slow) index and model
+    check_on_error(settings.on_error)
+    if settings.commit_every < 1:
+        raise InvalidInputError(f"commit_every must be at least 1, got {settings.commit_every}")
     ranks = distributed.current_ranks()  # several under torchrun: each embeds every world-th row
     settings = replace(
         settings,
@@ -138,12 +144,78 @@ def extract(
     provenance = build_provenance(
         model,
         precision=precision,
-        extraction={"batch_size": settings.batch_size, "device": settings.device, "data": str(data)},
+        extraction={
+            "batch_size": settings.batch_size,
+            "device": settings.device,
+            "data": str(data),
+            "source": index.source,
+            "root": str(Path(index.root).resolve()),
+        },
         tta=settings.tta,
     )
     key = _provenance_key(provenance)
     cache_path = Path(out) if out is not None else default_cache_path(Path(data), backbone, key)
-    existing = _existing_cache(cache_path, provenance=provenance, key=key, overwrite=overwrite)
+    lock = CacheLock(cache_path)
+    try:
+        with stop_signals() as stop:
+            return _run_extraction(
+                index,
+                model,
+                cache_path=cache_path,
+                provenance=provenance,
+                key=key,
+                settings=settings,
+                overwrite=overwrite,
+                ranks=ranks,
+                lock=lock,
+                stop=stop,
+                started=started,
+            )
+    finally:
+        lock.release()
+        distributed.finish(ranks)
+
+
+def _run_extraction(
+    index: ImageIndex,
+    model: Any,
+    *,
+    cache_path: Path,
+    provenance: dict[str, Any],
+    key: str,
+    settings: Any,
+    overwrite: bool,
+    ranks: Any,
+    lock: Any,
+    stop: Any,
+    started: float,
+) -> ExtractReport:
+    from featurekit.cache import remove_temporaries
+    from featurekit.cache.journal import Journal
+    from featurekit.errors import FeaturekitError
+    from featurekit.extract import distributed
+    from featurekit.extract.bad_inputs import bad_inputs_path, write_bad_inputs
+    from featurekit.extract.dataset import BadInput
+    from featurekit.extract.job import consolidate, embed_into_journal
+
+    journal = Journal(cache_path, rank=ranks.rank)
+    # Rank 0 alone owns the cache: it locks it, clears what crashed writers left and opens the
+    # journal; the other ranks only add units. Any rank's failure stops every rank.
+    setup_error: BaseException | None = None
+    existing: FeatureSet | None = None
+    try:
+        if ranks.is_main:
+            lock.acquire()
+            remove_temporaries(cache_path)
+        existing = _existing_cache(cache_path, provenance=provenance, key=key, overwrite=overwrite)
+        if ranks.is_main:
+            journal.start(provenance=provenance, key=key, overwrite=overwrite)
+    except BaseException as exc:
+        setup_error = exc
+    if not distributed.agree(ranks, setup_error is None):
+        if setup_error is not None:
+            raise setup_error
+        raise FeaturekitError("another rank could not start the extraction; its log says why")
 
     hashes = content_hashes(index)
     rows = index_rows(index, hashes)
@@ -154,75 +226,78 @@ def extract(
     ]
     unreadable = {bad.row for bad in failures}
     plan = plan_reuse(rows, existing)
-    wanted = [i for i in plan.to_extract if i not in unreadable]
-    result = extract_features(model, index, rows=wanted[ranks.rank :: ranks.world], settings=settings)
-    if ranks.world > 1:
-        distributed.write_part(cache_path, ranks, result)
-        distributed.barrier(ranks)
-        if not ranks.is_main:
-            return _wait_for_main_rank(
-                cache_path, ranks, extracted=len(result.rows), key=key, started=started
-            )
-        result = distributed.read_parts(cache_path, ranks.world, model.feature_dim)
-    failures += result.failures
+    done_before = journal.read()  # units committed by an interrupted run of the same job
+    keys = rows.row_keys()
+    wanted = [
+        i
+        for i in plan.to_extract
+        if i not in unreadable and keys[i] not in done_before.features and keys[i] not in done_before.failures
+    ]
+    distributed.agree(ranks, True)  # every rank has read the journal before any adds to it
+    outcome_error: BaseException | None = None
+    extracted = 0
     try:
-        # Assemble every row in index order from the old cache or the fresh features.
-        fresh_position = {int(row): k for k, row in enumerate(result.rows)}
-        dim = model.feature_dim
-        keep: list[int] = []
-        vectors = np.empty((len(rows), dim), dtype=np.float32)
-        for i in range(len(rows)):
-            source_row = int(plan.same_as[i])
-            if plan.cached[i] >= 0 and existing is not None:
-                vectors[len(keep)] = existing.X[plan.cached[i]]
-            elif source_row in fresh_position:
-                vectors[len(keep)] = result.features[fresh_position[source_row]]
-            else:
-                continue  # failed to decode: reported, left out
-            keep.append(i)
-        write_cache(cache_path, features=vectors[: len(keep)], rows=rows.subset(keep), provenance=provenance)
-
+        outcome = embed_into_journal(
+            model,
+            index,
+            rows=wanted[ranks.rank :: ranks.world],
+            keys=keys,
+            journal=journal,
+            settings=settings,
+            stop=stop,
+        )
+        extracted = outcome.rows
+    except BaseException as exc:
+        outcome_error = exc
+    if not distributed.agree(ranks, outcome_error is None):
+        if outcome_error is not None:
+            raise outcome_error
+        raise FeaturekitError("another rank stopped; committed work is kept and the same command resumes")
+    if not ranks.is_main:
+        distributed.agree(ranks, True)  # wait for rank 0's cache
+        return ExtractReport(
+            cache_path=cache_path,
+            rows=extracted,
+            reused=0,
+            extracted=extracted,
+            skipped=[],
+            bad_inputs_csv=None,
+            provenance_key=key,
+            seconds=time.perf_counter() - started,
+            rank=ranks.rank,
+        )
+    try:
+        contents = journal.read()
+        merged = consolidate(
+            cache_path,
+            rows=rows,
+            cached=plan.cached,
+            existing=existing,
+            contents=contents,
+            dim=model.feature_dim,
+            provenance=provenance,
+        )
+        journal.remove()
+        failures += merged.failures
         problems = [
             BadInput(row=p.row or -1, path=p.file, stage="validate", reason=p.reason) for p in index.skipped
         ]
         csv_path = write_bad_inputs(bad_inputs_path(cache_path), problems + failures)
+        skipped = problems + failures
         return ExtractReport(
             cache_path=cache_path,
-            rows=len(keep),
+            rows=len(merged.kept),
             reused=int((plan.cached >= 0).sum()),
-            extracted=len(result.rows),
-            skipped=[f"{b.path} ({b.stage}): {b.reason}" for b in problems + failures],
+            extracted=extracted,
+            skipped=[f"{b.path} ({b.stage}): {b.reason}" for b in skipped],
             bad_inputs_csv=csv_path,
             provenance_key=key,
             seconds=time.perf_counter() - started,
+            resumed=max(0, merged.from_journal - extracted),
+            bad_fraction=len(skipped) / max(1, len(index) + len(index.skipped)),
         )
     finally:
-        distributed.barrier(ranks)  # the other ranks wait for the cache, also when this one failed
-        distributed.finish(ranks)
-
-
-def _wait_for_main_rank(
-    cache_path: Path, ranks: Any, *, extracted: int, key: str, started: float
-) -> ExtractReport:
-    """A rank other than 0: wait until rank 0 has written the cache from every rank's part."""
-    from featurekit.errors import FeaturekitError
-    from featurekit.extract import distributed
-
-    distributed.barrier(ranks)
-    distributed.finish(ranks)
-    if not cache_path.exists():
-        raise FeaturekitError(f"rank 0 did not write {cache_path}; its log says why")
-    return ExtractReport(
-        cache_path=cache_path,
-        rows=extracted,
-        reused=0,
-        extracted=extracted,
-        skipped=[],
-        bad_inputs_csv=None,
-        provenance_key=key,
-        seconds=time.perf_counter() - started,
-        rank=ranks.rank,
-    )
+        distributed.agree(ranks, True)  # the other ranks wait for the cache, also when this failed
 
 
 def _provenance_key(provenance: dict[str, Any]) -> str:

@@ -63,3 +63,19 @@ class CacheFormatError(FeaturekitError, ValueError):
 
 class UnsafeModelFileError(FeaturekitError, ValueError):
     """A model file that would need untrusted code or types to load."""
+
+
+class CacheLockedError(FeaturekitError, RuntimeError):
+    """Another live process is writing the same cache."""
+
+
+class ExtractionInterrupted(FeaturekitError, RuntimeError):
+    """SIGINT or SIGTERM stopped an extraction; committed work is kept and the same command resumes."""
+
+    def __init__(self, message: str, *, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class CacheDamagedError(FeaturekitError, ValueError):
+    """A cache whose stored checksums do not match its contents (`featurekit cache repair` fixes it)."""

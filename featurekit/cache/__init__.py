@@ -5,7 +5,13 @@ No torch here: a user fitting heads on a cache from another machine never pays f
 
 from featurekit.cache.featureset import FeatureSet, RowTable
 from featurekit.cache.provenance import first_difference, keyed_provenance, provenance_key
-from featurekit.cache.store import cache_info, load_features, read_provenance, write_cache
+from featurekit.cache.store import (
+    cache_info,
+    load_features,
+    read_provenance,
+    remove_temporaries,
+    write_cache,
+)
 
 __all__ = [
     "FeatureSet",
@@ -16,5 +22,6 @@ __all__ = [
     "load_features",
     "provenance_key",
     "read_provenance",
+    "remove_temporaries",
     "write_cache",
 ]

@@ -1,27 +1,28 @@
-"""The HDF5 feature store (schema in docs/cache-format.md). The only module that uses h5py.
+"""The HDF5 feature store (schema in docs/cache-format.md).
 
 A cache file is always complete: it is written under a temporary name in the same folder,
 flushed and fsynced, then atomically renamed over the target, so a crash leaves either the
-old cache or the new one, never a half-written file.
+old cache or the new one, never a half-written file. Work in progress lives in the journal
+(journal.py) until it is consolidated here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from featurekit.cache.atomic import TMP_MARK, remove_matching, replacing
+from featurekit.cache.checksum import ROWS_PER_UNIT, unit_bounds, unit_digest
 from featurekit.cache.featureset import FeatureSet, RowTable
 from featurekit.cache.provenance import provenance_key
 from featurekit.errors import CacheFormatError, PathNotFoundError
 
 FORMAT = "featurekit-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-unit sha256 table (/units) and fletcher32 on feature chunks
 _STR = h5py.string_dtype(encoding="utf-8")
 
 
@@ -31,18 +32,8 @@ def write_cache(path: Path, *, features: np.ndarray, rows: RowTable, provenance:
     if features.ndim != 2 or features.shape[0] != len(rows):
         raise ValueError(f"features {features.shape} do not match {len(rows)} rows")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_contents(f, features=features, rows=rows, provenance=provenance)
-            f.flush()
-        with tmp.open("rb+") as handle:  # fsync so the rename never exposes unwritten data
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
+        _write_contents(f, features=features, rows=rows, provenance=provenance)
     return path
 
 
@@ -56,7 +47,14 @@ def _write_contents(
     f.attrs["provenance_key"] = provenance_key(provenance)
     f.attrs["n_rows"] = n
     chunk_rows = max(1, min(n, max(1, (1 << 20) // max(1, dim * 4))))  # ~1 MiB chunks
-    f.create_dataset("features", data=features, chunks=(chunk_rows, dim) if n else None)
+    # fletcher32: every reader, not only `cache verify`, fails loudly on a flipped bit in a chunk.
+    f.create_dataset(
+        "features",
+        data=features,
+        chunks=(max(1, chunk_rows), max(1, dim)),
+        fletcher32=True,
+        maxshape=(None, dim),
+    )
     f.create_dataset("classes", data=np.array(rows.class_names, dtype=object), dtype=_STR)
     group = f.create_group("rows")
     group.create_dataset("path", data=np.array(rows.paths, dtype=object), dtype=_STR)
@@ -70,6 +68,19 @@ def _write_contents(
     for name, column in (("group", rows.groups), ("split", rows.splits)):
         if column is not None:
             group.create_dataset(name, data=np.asarray(column, dtype=object), dtype=_STR)
+    keys = rows.row_keys()
+    bounds = unit_bounds(n)
+    units = f.create_group("units")
+    units.attrs["rows_per_unit"] = ROWS_PER_UNIT
+    units.create_dataset("start", data=np.array([b[0] for b in bounds], dtype=np.int64))
+    units.create_dataset("stop", data=np.array([b[1] for b in bounds], dtype=np.int64))
+    digests = [unit_digest(features[a:b], keys[a:b]) for a, b in bounds]
+    units.create_dataset("sha256", data=np.array(digests, dtype="S64"))
+
+
+def open_cache(path: Path) -> h5py.File:
+    """The cache opened read-only, its format checked (for verify.py)."""
+    return _open(path)
 
 
 def _open(path: Path) -> h5py.File:
@@ -148,3 +159,14 @@ def cache_info(path: Path) -> dict[str, Any]:
             "provenance_key": str(f.attrs["provenance_key"]),
             "provenance": json.loads(f.attrs["provenance"]),
         }
+
+
+def remove_temporaries(cache_path: Path) -> list[Path]:
+    """Delete what crashed writers of this cache left (`.NAME.tmp-PID`, `.NAME.bad-inputs.csv.tmp-PID`).
+
+    Call it only while holding the cache's lock: then no live writer owns them.
+    """
+    cache_path = Path(cache_path)
+    removed = remove_matching(cache_path.parent, f"{cache_path.name}{TMP_MARK}")
+    removed += remove_matching(cache_path.parent, f"{cache_path.name}.bad-inputs.csv{TMP_MARK}")
+    return removed

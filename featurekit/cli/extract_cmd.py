@@ -1,8 +1,10 @@
-"""featurekit extract DATA --backbone NAME [--weights FILE|random] --out CACHE"""
+"""featurekit extract DATA --backbone NAME [--weights FILE|random] --out CACHE [--commit-every N]"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 from featurekit.cli.options import (
@@ -42,6 +44,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_source_options(p)
     add_preprocess_options(p)
     add_runtime_options(p)
+    g = p.add_argument_group("resilience (never changes the features)")
+    g.add_argument(
+        "--commit-every",
+        type=int,
+        default=2048,
+        help="rows per committed unit: a crash loses at most one unit; the same command resumes "
+        "(default 2048)",
+    )
+    g.add_argument(
+        "--on-error",
+        choices=("skip", "fail"),
+        default="skip",
+        help="an image that cannot be read or decoded: skip it (listed in <cache>.bad-inputs.csv) or stop",
+    )
+    g.add_argument(
+        "--max-bad-fraction",
+        type=float,
+        default=0.10,
+        help="exit with status 1 when more than this fraction of inputs was skipped (default 0.10)",
+    )
     p.set_defaults(run=run)
 
 
@@ -56,7 +78,12 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         preprocess=preprocess_overrides(args),
         source=source_options(args),
-        settings=extraction_settings(args, tta=args.tta),
+        settings=replace(
+            extraction_settings(args, tta=args.tta),
+            commit_every=args.commit_every,
+            on_error=args.on_error,
+            max_bad_fraction=args.max_bad_fraction,
+        ),
         overwrite=args.overwrite,
         layers=parse_layers(args.layers) if args.layers else (),
         pools=args.pool,
@@ -64,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
     if report.rank:
         print(f"rank {report.rank}: embedded {report.rows} rows; rank 0 wrote them to {report.cache_path}")
         return 0
+    resumed = f", {report.resumed} resumed from an interrupted run" if report.resumed else ""
     print(
         f"cache {report.cache_path}: {report.rows} rows "
-        f"({report.extracted} extracted, {report.reused} reused) in {report.seconds:.1f} s"
+        f"({report.extracted} extracted, {report.reused} reused{resumed}) in {report.seconds:.1f} s"
     )
     if args.layers:
         from featurekit.cache import read_provenance
@@ -76,4 +104,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"feature blocks side by side (fit --features NAME,…): {', '.join(names)}")
     if report.skipped:
         print(f"skipped {len(report.skipped)} input(s), listed in {report.bad_inputs_csv}")
+    if report.bad_fraction > args.max_bad_fraction:
+        print(
+            f"featurekit extract: error: {report.bad_fraction:.1%} of the inputs were skipped, more than "
+            f"--max-bad-fraction {args.max_bad_fraction:g}; see {report.bad_inputs_csv} "
+            "(the cache holds every good row)",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from featurekit import __version__
 from featurekit.cli import demo_cmd, evaluate_cmd, extract_cmd, fit_cmd, list_cmd, predict_cmd
-from featurekit.errors import FeaturekitError
+from featurekit.errors import ExtractionInterrupted, FeaturekitError
 
 COMMANDS = (extract_cmd, fit_cmd, evaluate_cmd, predict_cmd, list_cmd, demo_cmd)
 
@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args))
+    except ExtractionInterrupted as exc:  # committed work is kept; the message says how to resume
+        print(f"featurekit {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except FeaturekitError as exc:
         if os.environ.get("FEATUREKIT_DEBUG") == "1":
             raise

@@ -1,11 +1,11 @@
 """Extraction across processes, GPUs and machines under `torchrun` (torch.distributed, env://).
 
-Each rank embeds every world-th row still to extract and writes its part beside the cache
-(`<cache>.part-<rank>-of-<world>.npz`, written under a temporary name, then renamed); after a barrier,
-rank 0 reads the parts, writes the one cache with rows in the source's order and removes the parts.
-The process group (gloo: it runs on CPU-only machines and needs no GPU for a barrier) is used only to
-wait, never to move features, so the parts' folder must be shared by all ranks (one machine, or a
-shared file system for several).
+Each rank embeds every world-th row still to extract and commits it in units to the cache's
+journal (`<cache>.parts/unit-<rank>-<seq>.h5`, see featurekit/cache/journal.py); after a barrier,
+rank 0 consolidates the units into the one cache with rows in the source's order. An interrupted
+multi-rank job resumes like a single-process one. The process group (gloo: it runs on CPU-only
+machines and needs no GPU) is used only to wait and agree, never to move features, so the journal's
+folder must be shared by all ranks (one machine, or a shared file system for several).
 """
 
 from __future__ import annotations
@@ -13,14 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
-
-from featurekit.extract.dataset import BadInput
-from featurekit.extract.engine import ExtractionResult
 
 # A rank may wait for slower ranks for the whole extraction: far beyond torch's 30-minute default.
 _BARRIER_TIMEOUT = timedelta(days=2)
@@ -59,57 +54,13 @@ def rank_device(device: str, ranks: Ranks) -> str:
     return device
 
 
-def part_path(cache_path: Path, rank: int, world: int) -> Path:
-    return cache_path.with_name(f"{cache_path.name}.part-{rank}-of-{world}.npz")
-
-
-def write_part(cache_path: Path, ranks: Ranks, result: ExtractionResult) -> Path:
-    """This rank's features, rows and failures, atomically, as plain arrays (no pickle)."""
-    path = part_path(cache_path, ranks.rank, ranks.world)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    failures = result.failures
-    np.savez(
-        tmp,
-        features=result.features,
-        rows=result.rows,
-        failed_rows=np.array([b.row for b in failures], dtype=np.int64),
-        failed_paths=np.array([b.path for b in failures], dtype=str),
-        failed_stages=np.array([b.stage for b in failures], dtype=str),
-        failed_reasons=np.array([b.reason for b in failures], dtype=str),
-    )
-    tmp.replace(path)
-    return path
-
-
-def read_parts(cache_path: Path, world: int, dim: int) -> ExtractionResult:
-    """Every rank's part merged (rows sorted), then the part files removed."""
-    features, rows, failures = [np.empty((0, dim), np.float32)], [np.empty(0, np.int64)], []
-    paths = [part_path(cache_path, rank, world) for rank in range(world)]
-    for path in paths:
-        with np.load(path, allow_pickle=False) as part:
-            features.append(part["features"])
-            rows.append(part["rows"])
-            failures += [
-                BadInput(row=int(r), path=str(p), stage=str(s), reason=str(m))
-                for r, p, s, m in zip(
-                    part["failed_rows"],
-                    part["failed_paths"],
-                    part["failed_stages"],
-                    part["failed_reasons"],
-                    strict=True,
-                )
-            ]
-    all_rows = np.concatenate(rows)
-    order = np.argsort(all_rows, kind="stable")
-    merged = ExtractionResult(
-        features=np.concatenate(features)[order],
-        rows=all_rows[order],
-        failures=sorted(failures, key=lambda b: b.row),
-    )
-    for path in paths:
-        path.unlink()
-    return merged
+def agree(ranks: Ranks, ok: bool) -> bool:
+    """True when every rank is ok (a barrier too): one rank's failure stops all of them cleanly."""
+    if ranks.world <= 1:
+        return ok
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def barrier(ranks: Ranks) -> None:

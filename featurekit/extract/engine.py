@@ -38,7 +38,7 @@ class ExtractionSettings:
     tta: str = "none"  # "hflip": features averaged over the image and its mirror image
     commit_every: int = 2048  # rows per committed cache unit (a crash loses at most one unit)
     on_error: str = "skip"  # "skip": report bad images and go on; "fail": stop at the first one
-    max_bad_fraction: float = 0.05  # exit non-zero when more than this fraction of rows was skipped
+    max_bad_fraction: float = 0.10  # exit non-zero when more than this fraction of rows was skipped
 
 
 @dataclass

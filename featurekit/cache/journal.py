@@ -1,0 +1,222 @@
+"""The journal: extraction work committed in units, beside the cache, until it is consolidated.
+
+`<cache>.parts/` holds `meta.json` (the provenance the units were made with) and one small HDF5
+file per committed unit (`unit-<rank>-<seq>.h5`): features, row identities (content sha256 + box)
+and the rows that failed to decode, with a sha256 of its contents. Each unit is written under a
+temporary name, fsynced and renamed, so a crash loses at most the unit in flight; a rerun reads
+the committed units and extracts only what is missing. `extract` consolidates cache + journal into
+a new cache file (atomically) and then removes the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from featurekit.cache import faults
+from featurekit.cache.atomic import TMP_MARK, replacing
+from featurekit.cache.checksum import unit_digest
+from featurekit.cache.provenance import first_difference
+from featurekit.errors import ProvenanceMismatchError
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_FORMAT = "featurekit-journal"
+_UNIT_NAME = re.compile(r"^unit-(\d+)-(\d+)\.h5$")
+_STR = h5py.string_dtype(encoding="utf-8")
+
+
+def journal_dir(cache_path: Path) -> Path:
+    return cache_path.with_name(cache_path.name + ".parts")
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    """A row that could not be embedded, as the journal keeps it (no torch types here)."""
+
+    key: str
+    path: str
+    stage: str
+    reason: str
+
+
+@dataclass
+class JournalContents:
+    """Everything the committed units hold, by row identity."""
+
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    failures: dict[str, FailedRow] = field(default_factory=dict)
+    units: int = 0
+    damaged: list[str] = field(default_factory=list)  # "unit-0-000003.h5: reason"
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+@dataclass(frozen=True)
+class UnitProblem:
+    path: Path
+    reason: str
+
+
+class Journal:
+    """The committed units of one cache (one writer at a time: hold the CacheLock)."""
+
+    def __init__(self, cache_path: Path, *, rank: int = 0) -> None:
+        self.cache_path = Path(cache_path)
+        self.dir = journal_dir(self.cache_path)
+        self.rank = rank
+        self._next_seq: int | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def meta(self) -> dict[str, Any] | None:
+        try:
+            meta = json.loads((self.dir / "meta.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # unreadable meta: treated as foreign
+        return meta if isinstance(meta, dict) else {}
+
+    def start(self, *, provenance: dict[str, Any], key: str, overwrite: bool) -> None:
+        """Open (or create) the journal for work made with `provenance`.
+
+        A journal left by an interrupted run with other settings is refused (naming the setting)
+        unless `overwrite`, which discards it.
+        """
+        meta = self.meta()
+        if meta is not None and meta.get("provenance_key") != key:
+            if not overwrite:
+                diff = first_difference(meta.get("provenance", {}), provenance)
+                what = f"{diff[0]}: it has {diff[1]!r}, requested {diff[2]!r}" if diff else "unreadable"
+                raise ProvenanceMismatchError(
+                    f"{self.dir} holds unfinished work made with other settings ({what}); refusing to "
+                    "mix them. Rerun with the settings it was made with to finish it, or pass "
+                    "--overwrite to discard it."
+                )
+            self.remove()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.remove_temporaries()
+        if meta is None or meta.get("provenance_key") != key:
+            record = {"format": JOURNAL_FORMAT, "provenance_key": key, "provenance": provenance}
+            with replacing(self.dir / "meta.json") as tmp:
+                tmp.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+
+    def remove_temporaries(self) -> None:
+        if self.dir.is_dir():
+            for leftover in self.dir.glob(f".*{TMP_MARK}*"):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def unit_paths(self) -> list[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(p for p in self.dir.iterdir() if _UNIT_NAME.match(p.name))
+
+    # ------------------------------------------------------------------ writing
+
+    def commit(
+        self,
+        *,
+        features: np.ndarray,
+        keys: Sequence[str],
+        paths: Sequence[str],
+        failures: Sequence[FailedRow] = (),
+    ) -> Path:
+        """Write one unit atomically and return its path."""
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        if features.shape[0] != len(keys) or len(keys) != len(paths):
+            raise ValueError(f"unit of {features.shape[0]} features, {len(keys)} keys, {len(paths)} paths")
+        path = self.dir / f"unit-{self.rank}-{self._take_seq():06d}.h5"
+        with replacing(path) as tmp, h5py.File(tmp, "w") as f:
+            f.attrs["format"] = JOURNAL_FORMAT
+            f.attrs["sha256"] = unit_digest(features, keys)
+            f.create_dataset("features", data=features)
+            f.create_dataset("key", data=np.array(list(keys), dtype=object), dtype=_STR)
+            f.create_dataset("path", data=np.array(list(paths), dtype=object), dtype=_STR)
+            bad = np.array([[b.key, b.path, b.stage, b.reason] for b in failures], dtype=object)
+            f.create_dataset("failed", data=bad.reshape(-1, 4), dtype=_STR)
+        faults.crash_point("unit-committed")
+        return path
+
+    def _take_seq(self) -> int:
+        if self._next_seq is None:
+            mine = [
+                int(m.group(2))
+                for p in self.unit_paths()
+                if (m := _UNIT_NAME.match(p.name)) and int(m.group(1)) == self.rank
+            ]
+            self._next_seq = max(mine, default=0) + 1
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self) -> JournalContents:
+        """Every committed unit whose checksum holds; damaged units are named and left out."""
+        contents = JournalContents()
+        for path in self.unit_paths():
+            try:
+                features, keys, _, failed = read_unit(path)
+            except UnitDamaged as exc:
+                logger.warning("%s; its rows will be extracted again", exc)
+                contents.damaged.append(str(exc))
+                continue
+            contents.units += 1
+            for key, vector in zip(keys, features, strict=True):
+                contents.features[key] = vector
+            for bad in failed:
+                contents.failures[bad.key] = bad
+        return contents
+
+    def verify(self) -> list[UnitProblem]:
+        problems = []
+        for path in self.unit_paths():
+            try:
+                read_unit(path)
+            except UnitDamaged as exc:
+                problems.append(UnitProblem(path=path, reason=exc.reason))
+        return problems
+
+
+class UnitDamaged(Exception):
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"journal unit {path.name} is damaged ({reason})")
+        self.path = path
+        self.reason = reason
+
+
+def _strings(dataset: h5py.Dataset) -> list[str]:
+    return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in dataset[()].reshape(-1)]
+
+
+def read_unit(path: Path) -> tuple[np.ndarray, list[str], list[str], list[FailedRow]]:
+    """(features, keys, paths, failures) of one unit; UnitDamaged when it is unreadable or altered."""
+    try:
+        with h5py.File(path, "r") as f:
+            features = f["features"][()]
+            keys = _strings(f["key"])
+            paths = _strings(f["path"])
+            failed = _strings(f["failed"])
+            expected = str(f.attrs["sha256"])
+    except Exception as exc:  # truncated / not HDF5 / missing datasets: all mean "damaged"
+        raise UnitDamaged(path, f"unreadable: {type(exc).__name__}: {exc}") from None
+    if features.shape[0] != len(keys) or unit_digest(features, keys) != expected:
+        raise UnitDamaged(path, "checksum mismatch")
+    failures = [FailedRow(*failed[i : i + 4]) for i in range(0, len(failed), 4)]
+    return features, keys, paths, failures
