@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from featurekit.images.decode import load_image
+from featurekit.images.failures import BadImageError
 from featurekit.images.index import ImageIndex
 
 
@@ -24,7 +25,7 @@ class BadInput:
 
     row: int
     path: str
-    stage: str  # "decode" | "transform"
+    stage: str  # "read" | "decode" | "crop" (BadImageError.stage) | "transform"
     reason: str
 
 
@@ -62,7 +63,10 @@ class IndexDataset(Dataset[Sample]):
             stage = "transform"
             return row, self.transform(image), None
         except Exception as exc:  # the per-image guard: any failure is this row's, reported, not fatal
-            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, BadImageError):  # a specific reason, without the path repeated
+                stage, reason = exc.stage, exc.reason
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             return row, None, BadInput(row=row, path=self.index.paths[row], stage=stage, reason=reason)
 
 

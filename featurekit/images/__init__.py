@@ -9,7 +9,8 @@ from typing import Any
 
 from featurekit.errors import InvalidInputError, PathNotFoundError, SourceValidationError
 from featurekit.images.decode import load_image, open_image_file
-from featurekit.images.hashing import content_hashes
+from featurekit.images.failures import BadImageError
+from featurekit.images.hashing import ContentHashes, content_hashes, hash_contents
 from featurekit.images.index import ImageIndex, SourceProblem
 from featurekit.images.options import SourceOptions
 from featurekit.images.sources import IMAGE_EXTENSIONS, IMAGE_SOURCES
@@ -18,11 +19,14 @@ from featurekit.images.sources._files import contains_image, top_level_images, v
 __all__ = [
     "IMAGE_EXTENSIONS",
     "IMAGE_SOURCES",
+    "BadImageError",
+    "ContentHashes",
     "ImageIndex",
     "SourceOptions",
     "SourceProblem",
     "content_hashes",
     "detect_source",
+    "hash_contents",
     "load_image",
     "load_image_index",
     "open_image_file",

@@ -1,19 +1,26 @@
 """Safe decoding to RGB: every odd mode becomes an 8-bit RGB image, and every failure one clear error.
 
 Images are fully decoded here (not lazily later) so that a truncated or corrupt file fails on the row
-that owns it. PIL's decompression-bomb limit stays at its default.
+that owns it, with a BadImageError that says which stage failed and why (see docs/bad-inputs.md).
+PIL's decompression-bomb limit stays at its default, but its warning (1x-2x the limit) is an error
+here too: a per-call warnings filter, not a global change.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from featurekit.errors import FeaturekitError, InvalidInputError
+from featurekit.errors import InvalidInputError
+from featurekit.images.failures import BadImageError, decode_failure, special_file_reason
 from featurekit.images.index import ImageIndex
+
+logger = logging.getLogger(__name__)
 
 Background = tuple[int, int, int]
 WHITE: Background = (255, 255, 255)
@@ -51,29 +58,62 @@ def crop_to_box(img: Image.Image, box: tuple[float, float, float, float], *, whe
     cx1, cx2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
     cy1, cy2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
     if cx2 <= cx1 or cy2 <= cy1:
-        raise InvalidInputError(
-            f"{where}: box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {width}x{height} image "
-            "(nothing left after clamping to the image); fix the box coordinates"
+        raise BadImageError(
+            where,
+            f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies outside the {width}x{height} image "
+            "(nothing left after clamping to the image); fix the box coordinates",
+            stage="crop",
         )
     # floor/ceil keep partly covered pixels, so a box of positive area never crops to nothing.
     return img.crop((math.floor(cx1), math.floor(cy1), math.ceil(cx2), math.ceil(cy2)))
 
 
+_multi_frame_noted: set[str] = set()  # files already logged, so each is noted once per process
+
+
+def _note_first_frame(path: Path, img: Image.Image) -> None:
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1 and str(path) not in _multi_frame_noted:
+        _multi_frame_noted.add(str(path))
+        logger.info("%s: %d frames (animated or multi-page); only the first frame is used", path, frames)
+
+
+def _check_pixels(img: Image.Image) -> None:
+    # The warnings filter below already turns PIL's bomb warning into an error; this check holds
+    # even where another thread changes the (process-wide) warnings filters at the same moment.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and img.size[0] * img.size[1] > limit:
+        raise Image.DecompressionBombWarning(
+            f"Image size ({img.size[0] * img.size[1]} pixels) exceeds limit of {limit} pixels"
+        )
+
+
 def open_image_file(
     path: Path, *, exif_transpose: bool = True, background: Background = WHITE
 ) -> Image.Image:
-    """Decode one file to RGB (first frame of an animation); any failure -> InvalidInputError."""
+    """Decode one file to RGB (first frame of an animation); any failure -> BadImageError.
+
+    The error's `stage` is "read" (missing, unreadable, not a regular file) or "decode" (empty,
+    not an image, truncated, corrupt, decompression bomb) and its `reason` says which.
+    """
     try:
-        with Image.open(path) as img:
-            img.load()  # decode now: truncated files must fail here
-            oriented = ImageOps.exif_transpose(img) if exif_transpose else img
-            return to_rgb(oriented, background=background)
-    except FeaturekitError:
+        special = special_file_reason(path)  # before opening: a FIFO would block forever
+        if special is not None:
+            raise BadImageError(path, special, stage="read")
+        if path.stat().st_size == 0:
+            raise BadImageError(path, "empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                _check_pixels(img)
+                img.load()  # decode now: truncated files must fail here
+                _note_first_frame(path, img)
+                oriented = ImageOps.exif_transpose(img) if exif_transpose else img
+                return to_rgb(oriented, background=background)
+    except BadImageError:
         raise
-    except (
-        Exception
-    ) as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, DecompressionBombError...
-        raise InvalidInputError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, bomb errors...
+        raise decode_failure(path, exc) from exc
 
 
 def array_to_image(pixels: np.ndarray, *, background: Background = WHITE) -> Image.Image:

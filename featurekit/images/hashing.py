@@ -6,11 +6,13 @@ import hashlib
 import itertools
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from featurekit.images.decode import npz_row
+from featurekit.images.failures import read_failure_reason, special_file_reason
 from featurekit.images.index import ImageIndex
 
 logger = logging.getLogger(__name__)
@@ -18,17 +20,45 @@ logger = logging.getLogger(__name__)
 CHUNK_SIZE = 1 << 20  # 1 MiB
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 hex of the file's bytes, or "" when it cannot be read (reported as a bad file later)."""
+@dataclass(frozen=True)
+class ContentHashes:
+    """Per row of an index: the sha256 hex of its content, or "" and the reason it could not be read."""
+
+    hashes: list[str]
+    reasons: list[str]  # "" where the row was hashed
+
+    def unreadable(self) -> dict[int, str]:
+        """Row -> reason, for the rows whose file could not be read."""
+        return {row: reason for row, reason in enumerate(self.reasons) if reason}
+
+
+def hash_file(path: Path) -> tuple[str, str]:
+    """(sha256 hex, "") of the file's bytes, or ("", why it cannot be read).
+
+    Only regular files are opened (a FIFO would block forever); an empty file is reported too:
+    it holds no image, and every empty file would otherwise share one content hash.
+    """
     digest = hashlib.sha256()
     try:
+        special = special_file_reason(path)
+        if special is not None:
+            return "", special
         with path.open("rb") as f:
+            size = 0
             while chunk := f.read(CHUNK_SIZE):
+                size += len(chunk)
                 digest.update(chunk)
     except OSError as exc:
         logger.debug("cannot hash %s: %s", path, exc)
-        return ""
-    return digest.hexdigest()
+        return "", read_failure_reason(path, exc)
+    if size == 0:
+        return "", "empty file (0 bytes)"
+    return digest.hexdigest(), ""
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex of the file's bytes, or "" when it cannot be read (`hash_file` says why)."""
+    return hash_file(path)[0]
 
 
 def array_sha256(pixels: np.ndarray) -> str:
@@ -40,25 +70,34 @@ def array_sha256(pixels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def content_hashes(index: ImageIndex, *, n_jobs: int = 1) -> list[str]:
-    """One sha256 hex per row; rows sharing a file (boxes) share its hash, each file is read once.
+def hash_contents(index: ImageIndex, *, n_jobs: int = 1) -> ContentHashes:
+    """One sha256 hex per row and, for rows whose file cannot be read, the reason why.
 
-    Serial by default: on a local disk threads only add contention (20,000 small JPEGs take ~0.3 s
-    serially and longer with 4-8 threads); `n_jobs` > 1 can help on network file systems.
-    Unreadable files hash to "".
+    Rows sharing a file (boxes) share its hash, each file is read once. Serial by default: on a
+    local disk threads only add contention (20,000 small JPEGs take ~0.3 s serially and longer with
+    4-8 threads); `n_jobs` > 1 can help on network file systems.
     """
     if index.array is not None:
         pixels = index.array
-        return [array_sha256(pixels[npz_row(p)]) for p in index.paths]
+        return ContentHashes(
+            hashes=[array_sha256(pixels[npz_row(p)]) for p in index.paths], reasons=[""] * len(index)
+        )
     distinct = list(dict.fromkeys(index.paths))
     files = [index.root / p for p in distinct]
     if n_jobs <= 1 or len(files) < 2 * n_jobs:
-        hashes = [file_sha256(f) for f in files]
+        results = [hash_file(f) for f in files]
     else:
         # One contiguous slice per thread: a future per file costs more than hashing a small file.
         bounds = [len(files) * k // n_jobs for k in range(n_jobs + 1)]
         slices = [files[a:b] for a, b in itertools.pairwise(bounds)]
         with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            hashes = [h for part in pool.map(lambda fs: [file_sha256(f) for f in fs], slices) for h in part]
-    by_path = dict(zip(distinct, hashes, strict=True))
-    return [by_path[p] for p in index.paths]
+            results = [r for part in pool.map(lambda fs: [hash_file(f) for f in fs], slices) for r in part]
+    by_path = dict(zip(distinct, results, strict=True))
+    return ContentHashes(
+        hashes=[by_path[p][0] for p in index.paths], reasons=[by_path[p][1] for p in index.paths]
+    )
+
+
+def content_hashes(index: ImageIndex, *, n_jobs: int = 1) -> list[str]:
+    """One sha256 hex per row; unreadable files hash to "" (`hash_contents` also says why)."""
+    return hash_contents(index, n_jobs=n_jobs).hashes

@@ -93,21 +93,21 @@ def test_truncated_missing_and_non_image_files_raise(tmp_path: Path, rng: np.ran
     buffer = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
     (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    with pytest.raises(
-        InvalidInputError, match=r"cut.jpg: cannot decode image \(OSError: image file is truncated"
-    ):
+    with pytest.raises(InvalidInputError, match=r"cut.jpg: truncated image \(image file is truncated"):
         open_image_file(tmp_path / "cut.jpg")
     (tmp_path / "text.png").write_text("hello")
-    with pytest.raises(InvalidInputError, match=r"text.png: cannot decode image \(UnidentifiedImageError"):
+    with pytest.raises(InvalidInputError, match=r"text.png: not an image \(a text file, cannot identify"):
         open_image_file(tmp_path / "text.png")
-    with pytest.raises(InvalidInputError, match=r"gone.png: cannot decode image \(FileNotFoundError"):
+    with pytest.raises(InvalidInputError, match=r"gone.png: file vanished after listing \(FileNotFoundError"):
         open_image_file(tmp_path / "gone.png")
 
 
 def test_decompression_bomb_becomes_invalid_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 pixels > 2x the limit -> error
-    with pytest.raises(InvalidInputError, match=r"big.png: cannot decode image \(DecompressionBombError"):
+    with pytest.raises(
+        InvalidInputError, match=r"big.png: decompression bomb: 10000 pixels exceeds the limit of 1000"
+    ):
         open_image_file(tmp_path / "big.png")
 
 
