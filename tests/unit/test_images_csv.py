@@ -147,9 +147,9 @@ def test_every_validation_problem_reported_with_its_line(
         5: "box column 'x1' holds 'one', not a number",
         6: "box column 'y1' holds 'nan'; box coordinates must be finite numbers",
         7: "box (-1, 1, 5, 5) has a negative coordinate",
-        8: "box (5, 1, 5, 5) has zero or negative area",
-        9: "box (1, 4, 5, 2) has zero or negative area",
-        10: "duplicate of line 2 (same path and box)",
+        8: "box (5, 1, 5, 5) has zero area (x1 == x2)",
+        9: "box (1, 4, 5, 2) is inverted (y2 < y1)",
+        10: "duplicate of line 2 (same path and box) with another label ('a' on line 2, 'b' here)",
         11: "has 3 fields but the header has 6",
     }
     assert [p.row for p in index.skipped] == list(expected)
@@ -172,7 +172,11 @@ def test_duplicate_path_without_boxes_and_row_numbers_after_multiline_field(tmp_
     index = load_image_index(_csv(tmp_path, text))
     assert index.paths == ["a.png", "b.png"]
     assert [(p.row, p.reason) for p in index.skipped] == [
-        (5, "duplicate of line 2 (same path); remove one of the two rows")
+        (
+            5,
+            "duplicate of line 2 (same path) with another label ('two\\nlines' on line 2, 'y' here); "
+            "line 2 is kept, remove one of the two rows",
+        )
     ]
 
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from featurekit.errors import InvalidInputError
-from featurekit.images import load_image, load_image_index, open_image_file
+from featurekit.images import BadImageError, load_image, load_image_index, open_image_file
+from featurekit.images.decode import crop_to_box
 
 
 def _pixels(img: Image.Image) -> np.ndarray:
@@ -122,7 +123,7 @@ def boxed(tmp_path: Path) -> Path:
         "img.png,5,10,15,13\n"  # inside
         "img.png,30,20,60,45\n"  # partly outside: clamped to 30..40 x 20..30
         "img.png,2.5,3.2,4.1,5\n"  # fractional: floor/ceil -> 2..5 x 3..5
-        "img.png,50,1,60,5\n"  # entirely to the right of the image
+        "img.png,50,1,60,5\n"  # entirely to the right of the image: skipped when indexing
     )
     return tmp_path / "boxes.csv"
 
@@ -136,9 +137,13 @@ def test_box_crop_clamping_and_outside_box(boxed: Path) -> None:
     assert clamped.shape == (10, 10, 3) and clamped[0, 0, :2].tolist() == [30, 20]
     fractional = _pixels(load_image(index, 2))
     assert fractional.shape == (2, 3, 3) and fractional[0, 0, :2].tolist() == [2, 3]
+    assert len(index) == 3 and [p.row for p in index.skipped] == [5]
+    assert index.skipped[0].reason.startswith("box (50, 1, 60, 5) lies entirely outside the 40x30 image")
+    # The decoder checks again in the frame it uses (the index cannot always know it): stage "crop".
     with pytest.raises(
-        InvalidInputError, match=r"img.png: box \(50, 1, 60, 5\) lies outside the 40x30 image"
-    ):
-        load_image(index, 3)
+        BadImageError, match=r"img.png: box \(40, 1, 60, 5\) lies outside the 40x30 image"
+    ) as info:
+        crop_to_box(open_image_file(index.file_path(0)), (40, 1, 60, 5), where=str(index.file_path(0)))
+    assert info.value.stage == "crop" and info.value.reason.startswith("box (40, 1, 60, 5) lies outside")
     whole = load_image_index(boxed, box_columns=None)
     assert whole.boxes is None and load_image(whole, 0).size == (40, 30)

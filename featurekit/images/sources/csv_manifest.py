@@ -16,9 +16,14 @@ from featurekit.images.sources._columns import BINARY_VALUES, CsvLayout, resolve
 from featurekit.images.sources._files import require_file
 from featurekit.images.sources._paths import missing_file_reasons, missing_files
 from featurekit.images.sources._problems import settle_problems
+from featurekit.images.sources._sizes import Frame, box_frames, outside_every_frame
 from featurekit.images.sources.registry import IMAGE_SOURCES
 
 Row = tuple[int, list[str]]  # (1-based line number where the record starts, fields)
+
+# Label cells that are a missing value written out as text (pandas/numpy write NaN as "nan"),
+# never a class. "none"/"null"/"NA" are left alone: they are real class names in some datasets.
+MISSING_LABELS = frozenset({"nan"})
 
 
 @dataclass
@@ -77,11 +82,14 @@ def _parse_box(
     x1, y1, x2, y2 = values
     if min(values) < 0:
         return f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has a negative coordinate; pixel coordinates start at 0"
-    if x2 <= x1 or y2 <= y1:
-        return (
-            f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) has zero or negative area; "
-            "columns must be x1 < x2 and y1 < y2 (corners, not x, y, width, height)"
-        )
+    shown = f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g})"
+    corners = "columns must be x1 < x2 and y1 < y2 (corners, not x, y, width, height)"
+    if x2 < x1 or y2 < y1:
+        which = "x2 < x1" if x2 < x1 else "y2 < y1"
+        return f"{shown} is inverted ({which}); {corners}"
+    if x2 == x1 or y2 == y1:
+        which = "x1 == x2" if x2 == x1 else "y1 == y2"
+        return f"{shown} has zero area ({which}); {corners}"
     return (x1, y1, x2, y2)
 
 
@@ -109,8 +117,18 @@ def _parse_row(line: int, fields: list[str], header: list[str], layout: CsvLayou
             parsed.box = box
     if layout.label_mode == "single" and layout.label is not None:
         parsed.label = fields[layout.label].strip()
+        if parsed.label.lower() in MISSING_LABELS:
+            reasons.append(
+                f"label {parsed.label!r} in column {header[layout.label]!r} is a missing value (NaN), not a "
+                "class; leave the cell empty for an unlabelled row, or give the class name"
+            )
     elif layout.label_mode == "multi" and layout.label is not None:
         parsed.label = sorted({n.strip() for n in fields[layout.label].split(sep) if n.strip()})
+        if any(n.lower() in MISSING_LABELS for n in parsed.label):
+            reasons.append(
+                f"labels {fields[layout.label].strip()!r} in column {header[layout.label]!r} hold a "
+                "missing value (NaN), not a class; leave the cell empty for no labels"
+            )
     elif layout.label_mode == "onehot":
         flags = [fields[c].strip() for c in layout.class_columns]
         bad = [
@@ -167,6 +185,35 @@ def _image_root(csv_path: Path, image_root: str | None) -> Path:
     return root
 
 
+def _outside_reason(box: tuple[float, float, float, float], frames: list[Frame] | None) -> str:
+    """Why a box lies entirely outside its image ("" when it does not, or the size is unknown)."""
+    if frames is None or not outside_every_frame(box, frames):
+        return ""
+    width, height = frames[0]
+    also = " (also when turned by its EXIF orientation)" if len(frames) > 1 else ""
+    x1, y1, x2, y2 = box
+    return (
+        f"box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies entirely outside the {width}x{height} image{also}; "
+        "fix the box coordinates (pixels; a box partly outside is clamped to the image)"
+    )
+
+
+def _duplicate_reason(first: _Parsed, repeat: _Parsed) -> str:
+    what = "path and box" if repeat.box is not None else "path"
+    if first.label == repeat.label:
+        if first.label not in (None, "", []):
+            what = "path, box and label" if repeat.box is not None else "path and label"
+        return f"duplicate of line {first.line} (same {what}); line {repeat.line} is skipped"
+    return (
+        f"duplicate of line {first.line} (same {what}) with another label ({_shown(first.label)} on line "
+        f"{first.line}, {_shown(repeat.label)} here); line {first.line} is kept, remove one of the two rows"
+    )
+
+
+def _shown(label: str | list[str] | None) -> str:
+    return repr(label) if isinstance(label, str) or label is None else repr("|".join(label))
+
+
 @IMAGE_SOURCES.register("csv")
 def csv_source(path: Path, options: SourceOptions) -> ImageIndex:
     """Rows of a CSV manifest; bad rows are skipped (or raise with strict=True), files are not opened."""
@@ -178,22 +225,26 @@ def csv_source(path: Path, options: SourceOptions) -> ImageIndex:
 
     missing = missing_files(root, (p.path for p in parsed if p.path))
     missing_reasons = missing_file_reasons(root, missing, base_dir=path.parent)
-    first_seen: dict[tuple[str, tuple[float, float, float, float] | None], int] = {}
+    first_seen: dict[tuple[str, tuple[float, float, float, float] | None], _Parsed] = {}
+    frames: dict[str, list[Frame] | None] = {}
     problems: list[SourceProblem] = []
     kept: list[_Parsed] = []
     for p in parsed:
         reasons = list(p.reasons or [])
         if p.path in missing_reasons:
             reasons.append(missing_reasons[p.path])
+        if not reasons and p.box is not None:
+            if p.path not in frames:
+                frames[p.path] = box_frames(root / p.path)  # reads the header only
+            outside = _outside_reason(p.box, frames[p.path])
+            if outside:
+                reasons.append(outside)
         if not reasons:
             key = (p.path, p.box)
             if key in first_seen:
-                what = "path and box" if p.box is not None else "path"
-                reasons.append(
-                    f"duplicate of line {first_seen[key]} (same {what}); remove one of the two rows"
-                )
+                reasons.append(_duplicate_reason(first_seen[key], p))
             else:
-                first_seen[key] = p.line
+                first_seen[key] = p
         if reasons:
             problems.append(SourceProblem(file=str(path), row=p.line, reason="; ".join(reasons)))
         else:
