@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +54,6 @@ class ExtractReport:
     rank: int = 0  # under torchrun: a rank other than 0 reports only the rows it embedded
     resumed: int = 0  # rows committed by an interrupted earlier run of the same job
     bad_fraction: float = 0.0  # skipped inputs / all inputs
-
-
-def index_rows(index: ImageIndex, hashes: list[str]) -> RowTable:
-    return RowTable(
-        paths=list(index.paths),
-        content_hashes=hashes,
-        class_names=list(index.class_names),
-        labels=index.labels,
-        boxes=index.boxes,
-        groups=index.groups,
-        splits=index.splits,
-    )
 
 
 def default_cache_path(data: Path, backbone: str, key: str) -> Path:
@@ -148,8 +136,7 @@ def extract(
             "batch_size": settings.batch_size,
             "device": settings.device,
             "data": str(data),
-            "source": index.source,
-            "root": str(Path(index.root).resolve()),
+            "source_options": asdict(source or SourceOptions()),
         },
         tta=settings.tta,
     )
@@ -218,7 +205,7 @@ def _run_extraction(
         raise FeaturekitError("another rank could not start the extraction; its log says why")
 
     hashes = content_hashes(index)
-    rows = index_rows(index, hashes)
+    rows = RowTable.from_index(index, hashes)
     failures = [
         BadInput(row=i, path=index.paths[i], stage="read", reason="file could not be read")
         for i, digest in enumerate(hashes)
@@ -548,16 +535,6 @@ class PredictReport:
     failed: int
 
 
-def _weights_for(provenance: dict[str, Any]) -> str | None:
-    """How to get the model's backbone weights again, from its provenance."""
-    spec = str(provenance["weights"]["spec"])
-    if spec.startswith("file:"):
-        return spec[len("file:") :]
-    if spec == "random":
-        return "random"
-    return None  # offline package or hub: the default lookup finds them again
-
-
 def predict(
     model: Path,
     data: Path,
@@ -571,47 +548,26 @@ def predict(
     """Backbone + saved head on new images → a CSV with one row per image (or box)."""
     import csv
 
-    from featurekit.backbones import create_backbone, with_layers
-    from featurekit.cache import provenance_key
     from featurekit.cache.featureset import block_columns
-    from featurekit.config import Preprocess
     from featurekit.extract import ExtractionSettings, extract_features, resolve_device
-    from featurekit.extract.provenance import build_provenance
+    from featurekit.extract.rebuild import rebuild_backbone
 
     loaded = load_model(Path(model), trust_pickle=trust_pickle)
     # Validate the images before the (slow) backbone build, so a bad folder or CSV fails at once.
     index = load_image_index(Path(data), source or SourceOptions())
     meta = loaded.metadata
     recorded = meta["provenance"]
-    pre = Preprocess.from_dict(recorded["preprocess"])
-    overrides = PreprocessOverrides(
-        img_size=pre.img_size,
-        resize_mode=pre.resize_mode,
-        crop_pct=pre.crop_pct,
-        interpolation=pre.interpolation,
-        mean=pre.mean,
-        std=pre.std,
+    # Features must be made exactly as the training cache's were, precision and TTA included.
+    settings = replace(
+        settings or ExtractionSettings(),
+        amp=recorded["precision"] == "bfloat16",
+        tta=recorded["features"].get("tta", "none"),
     )
-    seed = recorded["weights"].get("seed")
-    backbone = create_backbone(
-        recorded["backbone"], weights=_weights_for(recorded), overrides=overrides, random_seed=int(seed or 0)
-    )
-    recorded_layers = recorded["features"].get("layer")
-    if isinstance(recorded_layers, list):  # several layers side by side (extract --layers)
-        backbone = with_layers(
-            backbone, layers=tuple(recorded_layers), pools=tuple(recorded["features"]["pool"])
-        )
-    # Features must be made exactly as the training cache's were, precision included.
-    tta = recorded["features"].get("tta", "none")
-    settings = replace(settings or ExtractionSettings(), amp=recorded["precision"] == "bfloat16", tta=tta)
     resolve_device(settings.device)
-    provenance = build_provenance(backbone, precision=recorded["precision"], extraction={}, tta=tta)
-    if provenance_key(provenance) != meta["provenance_key"]:
-        diff = first_difference(recorded, provenance)
-        raise ProvenanceMismatchError(
-            f"cannot rebuild the backbone this head was trained on ({diff[0] if diff else 'provenance'}: "
-            f"model {diff[1] if diff else '?'!r}, here {diff[2] if diff else '?'!r})"
-        )
+    backbone = rebuild_backbone(
+        recorded, expected_key=meta["provenance_key"], what="this head's training cache"
+    )
+    provenance = recorded
     result = extract_features(backbone, index, settings=settings)
     class_names = list(meta["class_names"])
     proba = np.zeros((0, len(class_names)))
@@ -702,3 +658,27 @@ def demo(
         cache_path=extracted.cache_path,
         model_path=fitted.model_path,
     )
+
+
+# --------------------------------------------------------------------------- cache maintenance
+
+
+def cache_info(cache: Path) -> dict[str, Any]:
+    """What a cache holds: rows, feature dimension(s), classes, provenance (JSON-ready)."""
+    from featurekit.cache import cache_info as read_info
+
+    return read_info(Path(cache))
+
+
+def verify_cache(cache: Path) -> Any:
+    """Check every unit's checksum (and the journal of an unfinished extraction); a VerifyReport."""
+    from featurekit.cache.verify import verify_cache as verify
+
+    return verify(Path(cache))
+
+
+def repair_cache(cache: Path, *, data: Path | None = None, settings: Any = None) -> Any:
+    """Re-extract only the damaged units of `cache` (from `data`, default the recorded source)."""
+    from featurekit.extract.repair import repair_cache as repair
+
+    return repair(Path(cache), data=data, settings=settings)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from featurekit.errors import InvalidInputError, UnknownNameError
+
+if TYPE_CHECKING:
+    from featurekit.images.index import ImageIndex
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +36,19 @@ class RowTable:
     @property
     def multilabel(self) -> bool:
         return self.labels is not None and self.labels.ndim == 2
+
+    @classmethod
+    def from_index(cls, index: ImageIndex, content_hashes: list[str]) -> RowTable:
+        """The rows of an image index, identified by the given content hashes."""
+        return cls(
+            paths=list(index.paths),
+            content_hashes=content_hashes,
+            class_names=list(index.class_names),
+            labels=index.labels,
+            boxes=index.boxes,
+            groups=index.groups,
+            splits=index.splits,
+        )
 
     def row_keys(self) -> list[str]:
         """Identity of each row: content sha256, plus the box for box rows."""

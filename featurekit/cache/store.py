@@ -145,20 +145,36 @@ def load_features(path: Path) -> FeatureSet:
 
 
 def cache_info(path: Path) -> dict[str, Any]:
-    """A JSON-ready summary of what a cache holds."""
+    """A JSON-ready summary of what a cache holds (and of unfinished work in its journal)."""
+    from featurekit.cache.featureset import block_names
+    from featurekit.cache.journal import Journal
+
     with _open(path) as f:
         rows = read_rows(f)
-        return {
+        provenance = json.loads(f.attrs["provenance"])
+        info = {
             "path": str(path),
             "format_version": int(f.attrs["format_version"]),
             "rows": int(f["features"].shape[0]),
             "feature_dim": int(f["features"].shape[1]),
+            "feature_blocks": {
+                block["name"]: block["stop"] - block["start"]
+                for block in provenance.get("features", {}).get("layout", [])
+            },
             "classes": rows.class_names,
             "multilabel": rows.multilabel,
             "has_boxes": rows.boxes is not None,
+            "units": int(f["units/start"].shape[0]) if "units" in f else 0,
+            "size_bytes": Path(path).stat().st_size,
             "provenance_key": str(f.attrs["provenance_key"]),
-            "provenance": json.loads(f.attrs["provenance"]),
+            "provenance": provenance,
         }
+    info["feature_blocks"] = info["feature_blocks"] or {
+        name: info["feature_dim"] for name in block_names(provenance)
+    }
+    journal = Journal(Path(path))
+    info["unfinished_units"] = len(journal.unit_paths())
+    return info
 
 
 def remove_temporaries(cache_path: Path) -> list[Path]:
