@@ -147,3 +147,24 @@ def test_box_crop_clamping_and_outside_box(boxed: Path) -> None:
     assert info.value.stage == "crop" and info.value.reason.startswith("box (40, 1, 60, 5) lies outside")
     whole = load_image_index(boxed, box_columns=None)
     assert whole.boxes is None and load_image(whole, 0).size == (40, 30)
+
+
+def test_webp_with_alpha_is_composited_and_lossy_webp_decodes(tmp_path: Path) -> None:
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[:, :4] = (0, 0, 255, 255)  # left half opaque blue, right half fully transparent
+    Image.fromarray(rgba).save(tmp_path / "a.webp", lossless=True)
+    assert Image.open(tmp_path / "a.webp").mode == "RGBA"
+    pixels = _pixels(open_image_file(tmp_path / "a.webp", background=(10, 200, 30)))
+    assert pixels[4, 1].tolist() == [0, 0, 255] and pixels[4, 6].tolist() == [10, 200, 30]
+    Image.new("RGB", (16, 16), (200, 40, 60)).save(tmp_path / "lossy.webp", quality=90)
+    mean = _pixels(open_image_file(tmp_path / "lossy.webp")).reshape(-1, 3).mean(axis=0)
+    np.testing.assert_allclose(mean, [200, 40, 60], atol=6)
+
+
+def test_bilevel_png_becomes_black_and_white_rgb(tmp_path: Path) -> None:
+    bits = np.zeros((4, 6), bool)
+    bits[:, 3:] = True
+    Image.fromarray(bits).save(tmp_path / "b.png")
+    assert Image.open(tmp_path / "b.png").mode == "1"
+    pixels = _pixels(open_image_file(tmp_path / "b.png"))
+    assert pixels[0, 0].tolist() == [0, 0, 0] and pixels[0, 5].tolist() == [255, 255, 255]
