@@ -98,8 +98,22 @@ def preprocess_overrides(args: argparse.Namespace) -> PreprocessOverrides:
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    def batch_size(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
     g = parser.add_argument_group("runtime (never changes the features)")
-    g.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    g.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=32,
+        help="images per forward pass, or 'auto': the largest that fits the GPU (32 on the CPU); "
+        "a pass that runs out of GPU memory is split in halves (default: 32)",
+    )
     g.add_argument(
         "--workers",
         type=int,
@@ -112,16 +126,31 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="bf16 autocast (default: on with CUDA, off on CPU; recorded in the provenance)",
     )
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch.compile the forward pass: slower start, faster batches (default: off; recorded)",
+    )
+    g.add_argument(
+        "--decode",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="where JPEGs are decoded and resized: gpu (nvJPEG, other files fall back to PIL) or cpu "
+        "(PIL in the loader); auto = gpu on CUDA (default: auto; recorded)",
+    )
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
 
 
 def extraction_settings(args: argparse.Namespace, *, tta: str = "none") -> ExtractionSettings:
     from featurekit.extract import ExtractionSettings
 
-    if args.batch_size < 1:
-        raise InvalidInputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.batch_size != "auto" and args.batch_size < 1:
+        raise InvalidInputError(f"--batch-size must be at least 1 or 'auto', got {args.batch_size}")
     return ExtractionSettings(
         batch_size=args.batch_size,
+        compile=getattr(args, "compile", False),
+        decode=getattr(args, "decode", "auto"),
         num_workers=args.workers,
         device=args.device,
         amp=args.amp,

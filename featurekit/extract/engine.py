@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,10 +14,21 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from featurekit.backbones import Backbone
+from featurekit.config import Preprocess
 from featurekit.errors import InvalidInputError
-from featurekit.extract.dataset import BadInput, IndexDataset, collate_samples
+from featurekit.extract.batch_size import OomBackoff, auto_batch_size, check_batch_size
+from featurekit.extract.compile import check_compile_mode, compile_forward
+from featurekit.extract.dataset import BadInput, Batch, IndexDataset, Sample, collate_samples
+from featurekit.extract.gpu_decode import (
+    EncodedDataset,
+    MixedBatch,
+    MixedBatchDecoder,
+    check_decode,
+    collate_mixed,
+    resolve_decode,
+)
 from featurekit.extract.host_memory import keep_freed_memory
-from featurekit.extract.transforms import BatchNormalizer, geometry_transform
+from featurekit.extract.transforms import BatchNormalizer, TensorGeometry, geometry_transform
 from featurekit.images.index import ImageIndex
 
 logger = logging.getLogger(__name__)
@@ -28,9 +40,10 @@ TTA_MODES = ("none", "hflip")
 @dataclass(frozen=True)
 class ExtractionSettings:
     """How to run an extraction. Only the precision (from `amp`) and `tta` change feature values:
-    both are recorded in the provenance and keyed."""
+    both are recorded in the provenance and keyed. `compile` and `decode` move features by float and
+    resampling noise only (bounds in docs/benchmarks.md): recorded, not keyed."""
 
-    batch_size: int = 32
+    batch_size: int | str = 32  # "auto": probed on CUDA (batch_size.py), 32 on the CPU
     num_workers: int | None = None  # None: default_workers(device)
     device: str = "auto"
     amp: bool | None = None  # None: bf16 autocast on CUDA, fp32 on CPU
@@ -39,6 +52,19 @@ class ExtractionSettings:
     commit_every: int = 2048  # rows per committed cache unit (a crash loses at most one unit)
     on_error: str = "skip"  # "skip": report bad images and go on; "fail": stop at the first one
     max_bad_fraction: float = 0.10  # exit non-zero when more than this fraction of rows was skipped
+    compile: bool = False  # torch.compile the forward pass (compile.py); features equal within float noise
+    compile_mode: str = "default"  # or "max-autotune-no-cudagraphs"
+    decode: str = "auto"  # "gpu": JPEGs decoded on the device (gpu_decode.py); auto = gpu on CUDA
+
+    def runtime_record(self) -> dict[str, Any]:
+        """The runtime settings for the provenance's unkeyed `extraction` section."""
+        return {
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "compile": self.compile,
+            "compile_mode": self.compile_mode if self.compile else None,
+            "decode": self.decode,
+        }
 
 
 @dataclass
@@ -127,62 +153,163 @@ def iter_feature_chunks(
     closing the generator: work is never half-done past the batch being yielded.
     """
     settings = settings or ExtractionSettings()
-    if settings.batch_size < 1:
-        raise InvalidInputError(f"batch size must be at least 1, got {settings.batch_size}")
-    check_tta(settings.tta)
+    check_settings(settings)
     device = resolve_device(settings.device)
     precision = resolve_precision(device, settings.amp)
     selected = list(range(len(index))) if rows is None else list(rows)
     pre = backbone.preprocess
-    dataset = IndexDataset(
+    decode = resolve_decode(settings.decode, device, pre)
+    if device.type == "cpu":
+        keep_freed_memory()  # 4x faster CPU forward passes on glibc (see host_memory.py)
+    model = backbone.model.to(device)
+    # channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite).
+    model = model.to(memory_format=torch.channels_last)
+    forward = _features_fn(backbone, device, precision, settings.tta)
+    batch_size = int(settings.batch_size) if settings.batch_size != "auto" else 0
+    if not batch_size:
+        with torch.inference_mode():
+            batch_size = auto_batch_size(forward, img_size=pre.img_size, device=device)
+    if settings.compile:
+        forward = compile_forward(forward, mode=settings.compile_mode)
+    # Every forward pass has one shape (padded, padding dropped): a row's features never depend on
+    # how many neighbours failed to decode or on being in the last batch (the CPU picks other
+    # convolution kernels for other batch shapes), and a compiled forward never recompiles.
+    run = OomBackoff(forward, min(batch_size, max(1, len(selected))), pad=True, device=device)
+    cpu_dataset = IndexDataset(
         index,
         rows=selected,
         transform=geometry_transform(pre),
         exif_transpose=pre.exif_transpose,
         background=pre.rgba_background,
     )
+    prepare = _batch_preparer(cpu_dataset, pre, decode, device)
     workers = default_workers(device) if settings.num_workers is None else settings.num_workers
     loader = DataLoader(
-        dataset,
-        batch_size=settings.batch_size,
+        EncodedDataset(cpu_dataset) if decode == "gpu" else cpu_dataset,
+        batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=collate_samples,
+        collate_fn=collate_mixed if decode == "gpu" else _collate_pinnable,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=(4 if batch_size <= 128 else 2) if workers > 0 else None,
     )
-    if device.type == "cpu":
-        keep_freed_memory()  # 4x faster CPU forward passes on glibc (see host_memory.py)
-    model = backbone.model.to(device)
-    # channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite).
-    model = model.to(memory_format=torch.channels_last)
+    logger.info(
+        "extracting %d rows on %s: batch %d, %s, decode %s, compile %s",
+        len(selected),
+        device,
+        batch_size,
+        precision,
+        decode,
+        settings.compile,
+    )
     normalize = BatchNormalizer(pre, device)
     dim = backbone.feature_dim
-    autocast_dtype = torch.bfloat16 if precision == "bfloat16" else None
     bar = tqdm(
         total=len(selected), desc=f"extract {backbone.name}", unit="img", disable=not settings.progress
     )
+    pending: _Pending | None = None
     try:
         for batch in loader:
-            for bad in batch.failures:
+            batch_rows, images, failures = prepare(batch)
+            for bad in failures:
                 logger.warning("skipped %s (%s): %s", bad.path, bad.stage, bad.reason)
-            count = int(batch.rows.numel())
-            out = np.empty((0, dim), dtype=np.float32)
-            if count:
+            out: torch.Tensor | None = None
+            if batch_rows.numel():
                 with torch.inference_mode():
                     # uint8 travels (4x fewer bytes); ÷255 and mean/std happen batched on the device.
-                    images = normalize(batch.images.to(device, non_blocking=True))
-                    with torch.autocast(
-                        device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
-                    ):
-                        embedded = backbone.embed(images).float()
-                        if settings.tta == "hflip":
-                            embedded = (embedded + backbone.embed(images.flip(3)).float()) / 2
-                    out = embedded.float().cpu().numpy()
-            bar.update(count + len(batch.failures))
-            yield FeatureChunk(
-                features=out, rows=batch.rows.numpy().astype(np.int64), failures=batch.failures
-            )
+                    out = run(normalize(images.to(device, non_blocking=True)))
+            done = _Pending(out, batch_rows, failures, dim)
+            if device.type != "cuda":
+                yield done.chunk(bar)
+                continue
+            # CUDA: this batch's features come back while the next batch is prepared and computed.
+            if pending is not None:
+                yield pending.chunk(bar)
+            pending = done
+        if pending is not None:
+            yield pending.chunk(bar)
     finally:
         bar.close()
+
+
+def check_settings(settings: ExtractionSettings) -> None:
+    """Raise InvalidInputError for any setting out of range (before any model work)."""
+    check_batch_size(settings.batch_size)
+    check_tta(settings.tta)
+    check_decode(settings.decode)
+    check_compile_mode(settings.compile_mode)
+
+
+def _features_fn(
+    backbone: Backbone, device: torch.device, precision: str, tta: str
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Normalised (B, 3, H, W) images → (B, D) float32 features on the device."""
+    dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        # The caller holds torch.inference_mode(): it stays outside what torch.compile traces.
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            embedded = backbone.embed(images).float()
+            if tta == "hflip":
+                embedded = (embedded + backbone.embed(images.flip(3)).float()) / 2
+            return embedded
+
+    return features
+
+
+Prepared = tuple[torch.Tensor, torch.Tensor, list[BadInput]]
+
+
+def _batch_preparer(
+    cpu_dataset: IndexDataset, pre: Preprocess, decode: str, device: torch.device
+) -> Callable[[Any], Prepared]:
+    """Loader batch → (rows, (B, H, W, 3) uint8 images, failures)."""
+    if decode != "gpu":
+        return lambda batch: (batch.rows, batch.images, batch.failures)
+    decoder = MixedBatchDecoder(cpu_dataset, TensorGeometry(pre), device)
+
+    def prepare(batch: MixedBatch) -> Prepared:
+        rows, images, failures = decoder(batch)
+        return rows, images, batch.failures + failures
+
+    return prepare
+
+
+class _PinnableBatch(Batch):
+    """A loader Batch the DataLoader's pin-memory thread can pin (it calls `pin_memory()`), so the
+    non_blocking copy to the GPU is truly asynchronous."""
+
+    def pin_memory(self) -> _PinnableBatch:
+        if self.images.numel():
+            self.images = self.images.pin_memory()
+        return self
+
+
+def _collate_pinnable(samples: list[Sample]) -> _PinnableBatch:
+    batch = collate_samples(samples)
+    return _PinnableBatch(rows=batch.rows, images=batch.images, failures=batch.failures)
+
+
+class _Pending:
+    """One batch's features on their way to the host (asynchronously from CUDA)."""
+
+    def __init__(self, out: torch.Tensor | None, rows: torch.Tensor, failures: list[BadInput], dim: int):
+        self.rows, self.failures, self.event = rows, failures, None
+        self.host: torch.Tensor | np.ndarray
+        if out is None:
+            self.host = np.empty((0, dim), dtype=np.float32)
+        elif out.device.type == "cuda":
+            self.host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+            self.host.copy_(out, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host = out
+
+    def chunk(self, bar: Any) -> FeatureChunk:
+        if self.event is not None:
+            self.event.synchronize()
+        host = self.host if isinstance(self.host, np.ndarray) else self.host.numpy()
+        bar.update(int(self.rows.numel()) + len(self.failures))
+        return FeatureChunk(features=host, rows=self.rows.numpy().astype(np.int64), failures=self.failures)
