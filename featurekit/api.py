@@ -27,7 +27,7 @@ from featurekit.config import PreprocessOverrides
 from featurekit.errors import InvalidInputError, ProvenanceMismatchError
 from featurekit.evaluation import compute_metrics, expand_proba, split_train_test
 from featurekit.heads import make_head
-from featurekit.images import SourceOptions, content_hashes, load_image_index
+from featurekit.images import SourceOptions, hash_contents, load_image_index
 from featurekit.images.index import ImageIndex
 from featurekit.persist import check_compatible, load_model, save_model
 from featurekit.reports import RunRecord, write_run_record
@@ -204,12 +204,11 @@ def _run_extraction(
             raise setup_error
         raise FeaturekitError("another rank could not start the extraction; its log says why")
 
-    hashes = content_hashes(index)
-    rows = RowTable.from_index(index, hashes)
+    hashed = hash_contents(index)
+    rows = RowTable.from_index(index, hashed.hashes)
     failures = [
-        BadInput(row=i, path=index.paths[i], stage="read", reason="file could not be read")
-        for i, digest in enumerate(hashes)
-        if not digest
+        BadInput(row=i, path=index.paths[i], stage="read", reason=reason)
+        for i, reason in hashed.unreadable().items()
     ]
     unreadable = {bad.row for bad in failures}
     plan = plan_reuse(rows, existing)

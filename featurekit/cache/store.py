@@ -16,10 +16,10 @@ import h5py
 import numpy as np
 
 from featurekit.cache.atomic import TMP_MARK, remove_matching, replacing
-from featurekit.cache.checksum import ROWS_PER_UNIT, unit_bounds, unit_digest
+from featurekit.cache.checksum import unit_bounds, unit_digest
 from featurekit.cache.featureset import FeatureSet, RowTable
 from featurekit.cache.provenance import provenance_key
-from featurekit.errors import CacheFormatError, PathNotFoundError
+from featurekit.errors import CacheDamagedError, CacheFormatError, PathNotFoundError
 
 FORMAT = "featurekit-cache"
 FORMAT_VERSION = 2  # 2: per-unit sha256 table (/units) and fletcher32 on feature chunks
@@ -46,7 +46,11 @@ def _write_contents(
     f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
     f.attrs["provenance_key"] = provenance_key(provenance)
     f.attrs["n_rows"] = n
-    chunk_rows = max(1, min(n, max(1, (1 << 20) // max(1, dim * 4))))  # ~1 MiB chunks
+    bounds = unit_bounds(n)
+    # ~1 MiB chunks, a power of two that divides the unit size: a damaged chunk damages one unit only.
+    rows_per_unit = bounds[0][1] if bounds else 1
+    chunk_rows = 1 << max(0, ((1 << 20) // max(1, dim * 4)).bit_length() - 1)
+    chunk_rows = max(1, min(chunk_rows, rows_per_unit, n))
     # fletcher32: every reader, not only `cache verify`, fails loudly on a flipped bit in a chunk.
     f.create_dataset(
         "features",
@@ -69,9 +73,8 @@ def _write_contents(
         if column is not None:
             group.create_dataset(name, data=np.asarray(column, dtype=object), dtype=_STR)
     keys = rows.row_keys()
-    bounds = unit_bounds(n)
     units = f.create_group("units")
-    units.attrs["rows_per_unit"] = ROWS_PER_UNIT
+    units.attrs["rows_per_unit"] = bounds[0][1] if bounds else 0
     units.create_dataset("start", data=np.array([b[0] for b in bounds], dtype=np.int64))
     units.create_dataset("stop", data=np.array([b[1] for b in bounds], dtype=np.int64))
     digests = [unit_digest(features[a:b], keys[a:b]) for a, b in bounds]
@@ -136,8 +139,15 @@ def load_features(path: Path) -> FeatureSet:
     """Read a whole cache into memory as a FeatureSet."""
     with _open(path) as f:
         provenance = json.loads(f.attrs["provenance"])
+        try:
+            X = f["features"][()]
+        except OSError as exc:  # fletcher32 mismatch or a truncated file
+            raise CacheDamagedError(
+                f"{path}: feature data is damaged ({exc}); `featurekit cache verify {path}` names the "
+                f"damaged units and `featurekit cache repair {path}` re-extracts them"
+            ) from exc
         return FeatureSet(
-            X=f["features"][()],
+            X=X,
             rows=read_rows(f),
             provenance=provenance,
             provenance_key=str(f.attrs["provenance_key"]),

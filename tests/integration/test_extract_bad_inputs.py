@@ -336,11 +336,6 @@ def test_hashing_gives_the_specific_read_reasons(runs: dict[str, Any]) -> None:
     assert re.fullmatch(SPECIAL[DANGLING][1], runs["hashed_reasons"][DANGLING])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.extract reports every hashing failure as 'file could not be read'; it should use "
-    "featurekit.images.hash_contents(index).reasons (remove this marker when it does)",
-)
 def test_read_failures_have_specific_reasons(runs: dict[str, Any]) -> None:
     read = {rel: row["reason"] for rel, row in runs["bad"].items() if row["stage"] == "read"}
     assert GENERIC_READ not in read.values()
