@@ -100,6 +100,7 @@ def extract(
     """
     # Imported here so that `import featurekit.api` stays cheap for heads-only work.
     from featurekit.backbones import create_backbone, with_layers
+    from featurekit.cache.journal import Journal
     from featurekit.cache.lock import CacheLock
     from featurekit.extract import (
         ExtractionSettings,
@@ -158,6 +159,10 @@ def extract(
                 stop=stop,
                 started=started,
             )
+    except BaseException:
+        if lock.held:  # a run that failed before committing anything leaves nothing behind
+            Journal(cache_path).remove_if_empty()
+        raise
     finally:
         lock.release()
         distributed.finish(ranks)
@@ -210,6 +215,12 @@ def _run_extraction(
         BadInput(row=i, path=index.paths[i], stage="read", reason=reason)
         for i, reason in hashed.unreadable().items()
     ]
+    if failures and settings.on_error == "fail":
+        first = failures[0]
+        raise InvalidInputError(
+            f"{first.path}: cannot be read ({first.reason}); stopped because of --on-error fail "
+            f"({len(failures)} unreadable file(s)); fix or remove it, or pass --on-error skip"
+        )
     unreadable = {bad.row for bad in failures}
     plan = plan_reuse(rows, existing)
     done_before = journal.read()  # units committed by an interrupted run of the same job

@@ -122,6 +122,11 @@ class Journal:
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def remove_if_empty(self) -> None:
+        """Remove the journal when it holds no committed unit (nothing to resume)."""
+        if self.dir.is_dir() and not self.unit_paths():
+            self.remove()
+
     def unit_paths(self) -> list[Path]:
         if not self.dir.is_dir():
             return []

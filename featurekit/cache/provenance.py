@@ -46,10 +46,14 @@ def provenance_key(provenance: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+_DERIVED_FIELDS = frozenset({"dim", "layout"})
+
+
 def first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
     """The first keyed field (dotted path) whose value differs, with both values, or None."""
     if isinstance(old, dict) and isinstance(new, dict):
-        for name in sorted(set(old) | set(new)):
+        # Derived fields (dim, layout) last, so a message names the setting the user changed.
+        for name in sorted(set(old) | set(new), key=lambda n: (n in _DERIVED_FIELDS, n)):
             dotted = f"{prefix}{name}"
             if dotted in UNKEYED_FIELDS:
                 continue
