@@ -2,18 +2,30 @@
 
 For each backbone it measures
   (a) model-only ceiling: synthetic batches already on the device (CUDA: bf16 autocast, channels_last,
-      torch.compile; CPU: float32, channels_last, the malloc tuning featurekit applies);
+      torch.compile with --compile-mode, and the same eager as `model_only_eager`; CPU: float32,
+      channels_last, the malloc tuning featurekit applies);
   (b) decode ceiling: the same JPEGs decoded and resized to the input size, no model
-      (CUDA: batched nvJPEG through torchvision.io.decode_jpeg(device="cuda") + resize; CPU: featurekit's
-      loader, PIL decode + resize in its workers);
+      (CUDA: featurekit's device path: file bytes, one torchvision.io.decode_jpeg(device="cuda") call
+      per batch, TensorGeometry resize/crop on the GPU; CPU: featurekit's loader, PIL in its workers);
   (c) naive baseline, written the way notebooks do it: torchvision ImageFolder + the timm eval transform
       in PIL + DataLoader + float32 model, features moved to the CPU every batch, stock malloc;
-  (d) `featurekit extract` end to end (api.extract): JPEG files on disk → finished HDF5 cache;
+  (d) `featurekit extract` end to end (api.extract): JPEG files on disk → finished HDF5 cache, with
+      --featurekit-decode (auto: GPU decode on CUDA), --featurekit-compile (default: on with CUDA) and
+      --featurekit-batch-size (a number or auto); on CUDA also `featurekit_cpu_decode` (same, PIL decode);
 and writes the results as JSON and as a Markdown table.
+
+CPU (the development machine):
 
     python bench/extract_throughput.py --images DIR [--images DIR2 ...]
         --backbones resnet50,tf_efficientnet_lite0 --limit N --batch-size 64
         --json bench/results/cpu.json --markdown bench/results/cpu.md
+
+GPU (one command, every part (a)–(d) in one run; docs/benchmarks.md "GPU: to be measured"):
+
+    python bench/extract_throughput.py --make-photos /tmp/photos --count 10000
+        --images ../shared/data/cifar10/train --limit 10000 --backbones resnet50,tf_efficientnet_lite0
+        --batch-size 256 --featurekit-batch-size auto --workers 15
+        --json bench/results/h100.json --markdown bench/results/h100.md
 
 DIR is a class-per-subfolder folder of JPEGs. `--make-photos DIR --count N` first writes N JPEGs of
 350×350 px cut from the real BCCD and COCO photos in ../shared/data (random crops, resized).
@@ -87,11 +99,23 @@ def _timed(fn: Callable[[], int], device: torch.device) -> float:
     return count / (time.perf_counter() - started)
 
 
-def model_only(name: str, *, img_size: int, batch: int, images: int, device: torch.device) -> float:
+def model_only(
+    name: str,
+    *,
+    img_size: int,
+    batch: int,
+    images: int,
+    device: torch.device,
+    compile_mode: str | None = "default",
+) -> float:
+    """Synthetic batches on the device; CUDA: bf16 + channels_last, compiled unless compile_mode is None."""
     backbone = create_backbone(name, weights="random", overrides=PreprocessOverrides(img_size=img_size))
     backbone.model.to(device).to(memory_format=torch.channels_last)
     cuda = device.type == "cuda"
-    forward = torch.compile(backbone.embed) if cuda else backbone.embed
+    forward = backbone.embed
+    if cuda and compile_mode is not None:
+        options = {} if compile_mode == "default" else {"mode": compile_mode}
+        forward = torch.compile(backbone.embed, dynamic=False, **options)
     x = torch.randn(batch, 3, img_size, img_size, device=device).contiguous(memory_format=torch.channels_last)
     steps = max(1, images // batch)
 
@@ -109,15 +133,24 @@ def decode_only(
     files: list[Path], *, name: str, img_size: int, batch: int, workers: int, device: torch.device
 ) -> float:
     if device.type == "cuda":
-        from torchvision.io import decode_jpeg, read_file
-        from torchvision.transforms.v2 import functional as F
+        # featurekit's device path without the model: bytes read, one nvJPEG call per batch,
+        # TensorGeometry (the PIL path's resize/crop, on the GPU).
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        from featurekit.extract.transforms import TensorGeometry
+
+        pre = create_backbone(
+            name, weights="random", overrides=PreprocessOverrides(img_size=img_size)
+        ).preprocess
+        geometry = TensorGeometry(pre)  # the backbone's own geometry (bilinear or bicubic)
 
         def run() -> int:
             for start in range(0, len(files), batch):
-                data = [read_file(str(f)) for f in files[start : start + batch]]
-                decoded = decode_jpeg(data, device=device)
-                for img in decoded:
-                    F.resize(img, [img_size, img_size], antialias=True)
+                data = [
+                    torch.frombuffer(bytearray(f.read_bytes()), dtype=torch.uint8)
+                    for f in files[start : start + batch]
+                ]
+                geometry(list(decode_jpeg(data, device=device, mode=ImageReadMode.RGB)))
             return len(files)
 
         run()
@@ -158,11 +191,26 @@ def naive(root: Path, *, name: str, img_size: int, batch: int, workers: int, dev
 
 
 def featurekit_end_to_end(
-    root: Path, *, name: str, img_size: int, batch: int, workers: int | None, device: torch.device
+    root: Path,
+    *,
+    name: str,
+    img_size: int,
+    batch: int | str,
+    workers: int | None,
+    device: torch.device,
+    decode: str = "auto",
+    compile: bool = False,
+    compile_mode: str = "default",
 ) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         settings = ExtractionSettings(
-            batch_size=batch, num_workers=workers, device=str(device), progress=False
+            batch_size=batch,
+            num_workers=workers,
+            device=str(device),
+            progress=False,
+            decode=decode,
+            compile=compile,
+            compile_mode=compile_mode,
         )
         started = time.perf_counter()
         report = api.extract(
@@ -188,7 +236,28 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)))
     p.add_argument("--featurekit-workers", type=int, help="default: featurekit's own choice")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: model,decode,naive,featurekit")
+    p.add_argument(
+        "--featurekit-batch-size", help="featurekit's --batch-size: a number or auto (default: --batch-size)"
+    )
+    p.add_argument("--featurekit-decode", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument(
+        "--featurekit-compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile in featurekit's run (default: on with CUDA, off on the CPU)",
+    )
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=("default", "max-autotune-no-cudagraphs"),
+        help="torch.compile mode of the CUDA model-only ceiling and of featurekit's --compile",
+    )
+    p.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated parts to skip: model,model_eager,decode,naive,featurekit,featurekit_cpu_decode "
+        "(model_eager and featurekit_cpu_decode run on CUDA only)",
+    )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--markdown", type=Path, required=True)
     args = p.parse_args()
@@ -197,6 +266,12 @@ def main() -> None:
     if args.make_photos:
         folders.append(make_photos(args.make_photos, args.count))
     skip = set(filter(None, args.skip.split(",")))
+    cuda = device.type == "cuda"
+    fk_compile = cuda if args.featurekit_compile is None else args.featurekit_compile
+    fk_batch: int | str = args.batch_size
+    if args.featurekit_batch_size:
+        text = args.featurekit_batch_size
+        fk_batch = text if text == "auto" else int(text)
     results = []
     for folder in folders:
         with tempfile.TemporaryDirectory() as tmp:
@@ -214,6 +289,13 @@ def main() -> None:
                     "img_size": args.img_size,
                     "batch_size": args.batch_size,
                     "workers": args.workers,
+                    "featurekit_settings": {
+                        "batch_size": fk_batch,
+                        "decode": args.featurekit_decode,
+                        "compile": fk_compile,
+                        "compile_mode": args.compile_mode,
+                        "workers": args.featurekit_workers,
+                    },
                 }
                 # The naive baseline runs in a fresh interpreter: stock malloc, nothing featurekit set up.
                 if "naive" not in skip:
@@ -222,14 +304,26 @@ def main() -> None:
                         row["naive"] = pool.submit(naive, root, workers=args.workers, **common).result()
                 if device.type == "cpu":
                     keep_freed_memory()
+                sizes = {"img_size": args.img_size, "batch": args.batch_size, "images": len(files)}
                 if "model" not in skip:
                     row["model_only"] = model_only(
-                        name, img_size=args.img_size, batch=args.batch_size, images=len(files), device=device
+                        name, device=device, compile_mode=args.compile_mode, **sizes
                     )
+                if cuda and "model_eager" not in skip:
+                    row["model_only_eager"] = model_only(name, device=device, compile_mode=None, **sizes)
                 if "decode" not in skip:
                     row["decode_only"] = decode_only(files, workers=args.workers, **common)
+                fk = {
+                    **common,
+                    "batch": fk_batch,
+                    "workers": args.featurekit_workers,
+                    "compile": fk_compile,
+                    "compile_mode": args.compile_mode,
+                }
                 if "featurekit" not in skip:
-                    row["featurekit"] = featurekit_end_to_end(root, workers=args.featurekit_workers, **common)
+                    row["featurekit"] = featurekit_end_to_end(root, decode=args.featurekit_decode, **fk)
+                if cuda and "featurekit_cpu_decode" not in skip:
+                    row["featurekit_cpu_decode"] = featurekit_end_to_end(root, decode="cpu", **fk)
                 _derive(row)
                 print(json.dumps(row), flush=True)
                 results.append(row)
@@ -273,15 +367,19 @@ def _derive(row: dict[str, Any]) -> None:
 
 
 def _markdown(env: dict[str, str], results: list[dict[str, Any]]) -> str:
+    present = {key for r in results for key in r}
     cols = [
         "model_only",
+        "model_only_eager",
         "decode_only",
         "naive",
         "featurekit",
+        "featurekit_cpu_decode",
         "featurekit_over_model",
         "featurekit_over_naive",
         "featurekit_over_serial_bound",
     ]
+    cols = [c for c in cols if c in present]
     head = ["images", "backbone", "px in → model", *cols]
     lines = [
         f"Device: {env['device']}; Python {env['python']}, torch {env['torch']}, "

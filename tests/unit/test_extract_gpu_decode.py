@@ -31,7 +31,7 @@ from featurekit.extract.transforms import BatchNormalizer, TensorGeometry, geome
 from featurekit.images import SourceOptions, load_image_index
 
 # Torch's antialiased float resize rounded to uint8 against PIL's fixed-point uint8 resize, on
-# smooth noisy "photos" (bench: /tmp measure script in docs/benchmarks.md): max 1 (bilinear) or
+# smooth noisy "photos" (bench/decode_tolerance.py, docs/benchmarks.md): max 1 (bilinear) or
 # 2 (bicubic) uint8 levels, mean 0.14-0.19 levels, for 32 px to 640 px sources resized to 224 px.
 PIXEL_MAX = 2
 PIXEL_MEAN = 0.25
