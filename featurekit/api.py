@@ -134,8 +134,8 @@ def extract(
         model,
         precision=precision,
         extraction={
-            "batch_size": settings.batch_size,
-            "device": settings.device,
+            **settings.runtime_record(),
+            "commit_every": settings.commit_every,
             "data": str(data),
             "source_options": asdict(source or SourceOptions()),
         },

@@ -352,14 +352,6 @@ def test_clean_copy_has_no_bad_inputs_csv(runs: dict[str, Any]) -> None:
     assert not runs["clean"].cache_path.with_name("clean.h5.bad-inputs.csv").exists()
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,  # kernel choice is platform-specific: it may pass on another CPU or a GPU
-    reason="a forward pass over a single image takes another CPU convolution path than a batch (a last-bit "
-    "difference, ~1e-7): bad neighbours that leave one good image in a batch change its features. "
-    "Fix in the engine: pad every forward pass to batch_size (e.g. repeat a decoded image) and drop the "
-    "padding's outputs",
-)
 def test_a_batch_left_with_one_image(tmp_path: Path) -> None:
     clean, dirty = tmp_path / "clean", tmp_path / "dirty"
     for root in (clean, dirty):
