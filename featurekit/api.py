@@ -290,7 +290,7 @@ def _run_extraction(
             bad_inputs_csv=csv_path,
             provenance_key=key,
             seconds=time.perf_counter() - started,
-            resumed=max(0, merged.from_journal - extracted),
+            resumed=sum(1 for i in plan.to_extract if keys[i] in done_before.features),
             bad_fraction=len(skipped) / max(1, len(index) + len(index.skipped)),
         )
     finally:

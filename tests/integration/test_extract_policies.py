@@ -98,3 +98,23 @@ def test_settings_that_change_features_invalidate_and_the_others_never_do(
         code, _, err = _run(capsys, "extract", dataset, *BACKBONE, "--out", cache, *extra)
         assert code == 1, extra
         assert field in err and "--overwrite" in err, err
+
+
+def test_rows_are_keyed_by_content_new_pixels_are_re_extracted_and_duplicates_extracted_once(
+    tmp_path: Path, dataset: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "c.h5"
+    (dataset / "b" / "copy_of_a0.png").write_bytes((dataset / "a" / "0.png").read_bytes())
+    code, out, _ = _run(capsys, "extract", dataset, *BACKBONE, "--out", cache)
+    assert code == 0 and "21 rows (20 extracted, 0 reused)" in out  # the identical copy embedded once
+    before = load_features(cache)
+    by_path = dict(zip(before.rows.paths, before.X, strict=True))
+    np.testing.assert_array_equal(by_path["b/copy_of_a0.png"], by_path["a/0.png"])
+
+    Image.fromarray(rng.integers(0, 256, size=(36, 36, 3), dtype=np.uint8)).save(dataset / "a" / "7.png")
+    code, out, _ = _run(capsys, "extract", dataset, *BACKBONE, "--out", cache)
+    assert code == 0 and "21 rows (1 extracted, 20 reused)" in out  # same name, new pixels
+    after = load_features(cache)
+    changed = dict(zip(after.rows.paths, after.X, strict=True))
+    assert not np.array_equal(changed["a/7.png"], by_path["a/7.png"])
+    np.testing.assert_array_equal(changed["a/6.png"], by_path["a/6.png"])
