@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {line}")
             for problem in report.journal_damaged:
                 print(f"  journal {problem.path.name}: {problem.reason}")
+            if report.extraction_running:
+                print("  an extraction is writing this cache now: this is its last complete version")
             if not report.ok:
                 print(f"  run `featurekit cache repair {args.cache}` to re-extract only the damaged units")
         return 0 if report.ok else 1
