@@ -90,19 +90,16 @@ def extract(
     overwrite: bool = False,
     layers: tuple[int, ...] = (),
     pools: tuple[str, ...] = ("avg",),
-    img_sizes: tuple[int, ...] = (),
 ) -> ExtractReport:
     """Embed every row of `data` with `backbone` into an HDF5 cache; reuse rows it already holds.
 
     Work is committed in units as it goes (`settings.commit_every` rows), so a killed or
     interrupted run loses at most one unit and the same call resumes it. `layers` (timm feature
     indices, e.g. (-1, -2)) pooled by each of `pools` ("avg", "max") are stored side by side
-    instead of the pre-logits embedding, in one forward pass. Several `img_sizes` (e.g. (224, 288))
-    embed each image at each size, stored side by side as blocks `224px`, `288px` (one image
-    decode; PIL in the loader); one size is the same as `preprocess.img_size`.
+    instead of the pre-logits embedding, in one forward pass.
     """
     # Imported here so that `import featurekit.api` stays cheap for heads-only work.
-    from featurekit.backbones import check_img_sizes, create_backbone, with_layers, with_sizes
+    from featurekit.backbones import create_backbone, with_layers
     from featurekit.cache.journal import Journal
     from featurekit.cache.lock import CacheLock
     from featurekit.extract import (
@@ -122,11 +119,6 @@ def extract(
     check_on_error(settings.on_error)
     if settings.commit_every < 1:
         raise InvalidInputError(f"commit_every must be at least 1, got {settings.commit_every}")
-    if img_sizes:  # checked before the (possibly slow) index and model
-        img_sizes = check_img_sizes(img_sizes)
-        if preprocess is not None and preprocess.img_size is not None:
-            raise InvalidInputError("give the input size once: img_sizes or preprocess.img_size, not both")
-        preprocess = replace(preprocess or PreprocessOverrides(), img_size=img_sizes[0])
     ranks = distributed.current_ranks()  # several under torchrun: each embeds every world-th row
     settings = replace(
         settings,
@@ -137,8 +129,6 @@ def extract(
     model = create_backbone(backbone, weights=weights, overrides=preprocess)
     if layers:
         model = with_layers(model, layers=tuple(layers), pools=tuple(pools))
-    if len(img_sizes) > 1:  # after the layers: their blocks repeat for every size
-        model = with_sizes(model, img_sizes)
     precision = resolve_precision(resolve_device(settings.device), settings.amp)
     provenance = build_provenance(
         model,
@@ -325,6 +315,7 @@ class FitReport:
     n_train: int
     n_test: int
     seconds: float
+    figures: tuple[Path, ...] = ()  # PNGs next to the run record (confusion matrix / tail accuracy)
 
 
 def _row_fingerprints(rows: RowTable) -> list[str]:
@@ -358,16 +349,25 @@ def fit(
     reports_dir: Path = DEFAULT_REPORTS_DIR,
     threshold: str = "eer",
     blocks: list[str] | None = None,
+    resample: str = "none",
+    label_thresholds: str = "f1",
 ) -> FitReport:
     """Fit a head on the train part of a cache, score it on the held-out part, save both.
 
     Binary tasks: `threshold` ("eer", "min-hter" or "argmax") picks the decision threshold on
     out-of-fold scores of the training rows; it is saved with the head and used by evaluate/predict.
+    Multi-label tasks: `label_thresholds` "f1" picks one threshold per label (best out-of-fold F1 on
+    the training rows), saved with the head and used by evaluate/predict; "0.5" keeps 0.5 for all.
+    `resample` ("none", "under", "over"): random, seeded under-/over-sampling of the training rows
+    to balanced classes (single-label); inside each fold when thresholds are chosen; never the test rows.
     `blocks`: with a cache made by `extract --layers`, fit on these (layer, pool) blocks only
     (e.g. ["layer-1.avg"]); evaluate and predict select the same columns.
     """
-    from featurekit.evaluation.operating_point import choose_threshold
+    from featurekit.evaluation.operating_point import choose_label_thresholds, choose_threshold
+    from featurekit.heads.resampling import RESAMPLE_STRATEGIES, ResampledHead
 
+    if resample not in RESAMPLE_STRATEGIES:
+        raise InvalidInputError(f"resample must be one of {', '.join(RESAMPLE_STRATEGIES)}, got {resample!r}")
     started = time.perf_counter()
     features = _labelled(load_features(Path(cache)).select_blocks(blocks))
     y = features.y
@@ -376,23 +376,50 @@ def fit(
         y, groups=features.groups, splits=features.splits, test_size=test_size, random_state=random_state
     )
     estimator = make_head(head, **(params or {}))
+    if resample != "none" and features.multilabel:
+        raise InvalidInputError(
+            f"resample={resample!r} balances single-label classes; this cache is multi-label "
+            "(use class_weight='balanced' or the per-label thresholds instead)"
+        )
+    # Resampling wraps the head, so each fit (every threshold fold too) resamples only its own rows.
+    trainable = (
+        estimator
+        if resample == "none"
+        else ResampledHead(estimator, strategy=resample, random_state=random_state)
+    )
     fit_started = time.perf_counter()
     binary = not features.multilabel and len(features.class_names) == 2
     decision_threshold = None
+    per_label: list[float] | None = None
+    groups = features.groups[split.train] if features.groups is not None else None
     if binary:
-        groups = features.groups[split.train] if features.groups is not None else None
         decision_threshold = choose_threshold(
-            estimator,
+            trainable,
             features.X[split.train],
             y[split.train],
             rule=threshold,
             groups=groups,
             random_state=random_state,
         )
-    estimator.fit(features.X[split.train], y[split.train])
+    if features.multilabel:
+        per_label = choose_label_thresholds(
+            trainable,
+            features.X[split.train],
+            y[split.train],
+            rule=label_thresholds,
+            groups=groups,
+            random_state=random_state,
+        )
+    trainable.fit(features.X[split.train], y[split.train])
+    if isinstance(trainable, ResampledHead):
+        estimator = trainable.estimator_  # the model file holds the head itself; resampling is recorded
     fit_seconds = time.perf_counter() - fit_started
     metrics = _score(
-        estimator, features.subset(split.test), features.class_names, threshold=decision_threshold
+        estimator,
+        features.subset(split.test),
+        features.class_names,
+        threshold=decision_threshold,
+        label_thresholds=per_label,
     )
 
     model_path = Path(out) if out is not None else default_model_path(Path(cache), head)
@@ -411,6 +438,11 @@ def fit(
         # Binary heads: the operating point chosen on out-of-fold training scores (None: argmax).
         "threshold": decision_threshold,
         "threshold_rule": threshold if binary else None,
+        # Multi-label heads: one threshold per class (class_names order), chosen on training rows only.
+        "label_thresholds": per_label,
+        "label_threshold_rule": label_thresholds if features.multilabel else None,
+        "resample": resample,
+        "n_train_fitted": int(getattr(trainable, "n_resampled_", len(split.train))),
     }
     save_model(model_path, estimator, metadata=metadata)
     seconds = time.perf_counter() - started
@@ -424,6 +456,10 @@ def fit(
             "random_state": random_state,
             "threshold_rule": threshold if binary else None,
             "threshold": decision_threshold,
+            "label_threshold_rule": label_thresholds if features.multilabel else None,
+            "label_thresholds": per_label,
+            "resample": resample,
+            "n_train_fitted": metadata["n_train_fitted"],
             "feature_blocks": blocks or None,
         },
         metrics=metrics,
@@ -442,22 +478,59 @@ def fit(
         n_train=len(split.train),
         n_test=len(split.test),
         seconds=seconds,
+        figures=_fit_figures(
+            record_path, metrics, features.class_names, title=f"{head} on {Path(cache).name}"
+        ),
     )
 
 
+def _fit_figures(
+    record_path: Path, metrics: dict[str, Any], class_names: list[str], *, title: str
+) -> tuple[Path, ...]:
+    """PNGs beside the run record: the confusion matrix (single-label) or tail accuracy (multi-label)."""
+    from featurekit.errors import MissingDependencyError
+    from featurekit.evaluation import save_confusion_matrix_png, save_tail_accuracy_png
+
+    stem = record_path.with_suffix("")
+    try:
+        if "confusion_matrix" in metrics:
+            path = Path(f"{stem}.confusion_matrix.png")
+            return (save_confusion_matrix_png(metrics["confusion_matrix"], class_names, path),)
+        if metrics.get("tail_accuracy"):
+            path = Path(f"{stem}.tail_accuracy.png")
+            return (save_tail_accuracy_png({title: metrics["tail_accuracy"]}, path),)
+    except MissingDependencyError as exc:  # the metrics (and the matrix as data) are in the record
+        logger.warning("no figure written: %s", exc)
+    return ()
+
+
 def _score(
-    estimator: Any, features: FeatureSet, class_names: list[str], *, threshold: float | None = None
+    estimator: Any,
+    features: FeatureSet,
+    class_names: list[str],
+    *,
+    threshold: float | None = None,
+    label_thresholds: list[float] | None = None,
 ) -> dict[str, Any]:
     y = features.y
     assert y is not None
     proba = estimator.predict_proba(features.X)
     if not features.multilabel:  # a class absent from the training part has no column: add it as zeros
         proba = expand_proba(proba, classes=estimator.classes_, n_classes=len(class_names))
-    if threshold is None:
+    if features.multilabel and label_thresholds is not None:  # the per-label thresholds saved with it
+        y_pred = (np.asarray(proba) >= np.asarray(label_thresholds, dtype=np.float64)).astype(np.int64)
+    elif threshold is None:
         y_pred = estimator.predict(features.X)
     else:  # binary head with a saved operating point: every metric is scored at it
         y_pred = (proba[:, 1] >= threshold).astype(np.int64)
-    return compute_metrics(y, proba=proba, y_pred=y_pred, class_names=class_names, threshold=threshold)
+    return compute_metrics(
+        y,
+        proba=proba,
+        y_pred=y_pred,
+        class_names=class_names,
+        threshold=threshold,
+        label_thresholds=label_thresholds if features.multilabel else None,
+    )
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -510,14 +583,25 @@ class EvaluateReport:
     rows: str  # which rows were scored
 
 
-def evaluate(model: Path, cache: Path, *, rows: str = "unseen", trust_pickle: bool = False) -> EvaluateReport:
+def evaluate(
+    model: Path,
+    cache: Path,
+    *,
+    rows: str = "unseen",
+    trust_pickle: bool = False,
+    label_thresholds: str = "saved",
+) -> EvaluateReport:
     """Score a saved head on a cache made the same way.
 
     rows="unseen" (default) leaves out the rows the head was trained on, so evaluating on the
     training cache scores only its held-out part; rows="all" scores every labelled row.
+    Multi-label heads: label_thresholds="saved" (default) decides each label at the threshold saved
+    with the head (0.5 for heads saved without one); "0.5" at 0.5 for every label.
     """
     if rows not in ("unseen", "all"):
         raise InvalidInputError(f"rows must be 'unseen' or 'all', got {rows!r}")
+    if label_thresholds not in ("saved", "0.5"):
+        raise InvalidInputError(f"label_thresholds must be 'saved' or '0.5', got {label_thresholds!r}")
     loaded = load_model(Path(model), trust_pickle=trust_pickle)
     features = load_features(Path(cache)).select_blocks(loaded.metadata.get("feature_blocks"))
     check_compatible(
@@ -536,16 +620,30 @@ def evaluate(model: Path, cache: Path, *, rows: str = "unseen", trust_pickle: bo
             f"no labelled rows of {cache} are left to score ({rows} rows); "
             "every row was used for training: pass --rows all, or evaluate on another cache"
         )
+    saved_labels = loaded.metadata.get("label_thresholds")
+    n_labels = len(loaded.metadata["class_names"])
     metrics = _score(
         loaded.estimator,
         features,
         list(loaded.metadata["class_names"]),
         threshold=loaded.metadata.get("threshold"),
+        label_thresholds=(saved_labels if label_thresholds == "saved" and saved_labels else [0.5] * n_labels)
+        if features.multilabel
+        else None,
     )
     return EvaluateReport(metrics=metrics, n_rows=len(features), rows=rows)
 
 
 # --------------------------------------------------------------------------- predict
+
+
+def label_cuts(metadata: dict[str, Any], threshold: float | None = None) -> list[float]:
+    """A multi-label head's decision threshold per class: `threshold` for all, else the saved ones."""
+    n = len(metadata["class_names"])
+    if threshold is not None:
+        return [float(threshold)] * n
+    saved = metadata.get("label_thresholds")
+    return [float(v) for v in saved] if saved else [0.5] * n
 
 
 @dataclass(frozen=True)
@@ -562,10 +660,14 @@ def predict(
     out: Path,
     source: SourceOptions | None = None,
     settings: Any = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     trust_pickle: bool = False,
 ) -> PredictReport:
-    """Backbone + saved head on new images → a CSV with one row per image (or box)."""
+    """Backbone + saved head on new images → a CSV with one row per image (or box).
+
+    Multi-label heads: a label is predicted when its probability is >= its threshold: the per-label
+    thresholds saved with the head (0.5 without them), or `threshold` for every label when given.
+    """
     import csv
 
     from featurekit.cache.featureset import block_columns
@@ -613,7 +715,8 @@ def predict(
                 continue
             p = proba[by_row[i]]
             if meta.get("multilabel"):
-                label = "|".join(c for c, v in zip(class_names, p, strict=True) if v >= threshold)
+                cut = label_cuts(meta, threshold)
+                label = "|".join(c for c, v, t in zip(class_names, p, cut, strict=True) if v >= t)
             elif meta.get("threshold") is not None:  # binary head: its saved operating point
                 label = class_names[int(p[1] >= meta["threshold"])]
             else:

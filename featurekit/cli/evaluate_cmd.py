@@ -17,6 +17,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="unseen",
         help="unseen: leave out the head's training rows (default); all: every labelled row",
     )
+    p.add_argument(
+        "--label-thresholds",
+        choices=("saved", "0.5"),
+        default="saved",
+        help="multi-label heads: decide each label at the threshold saved with the head (default) or 0.5",
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--trust-pickle", action="store_true", help="allow pickle/joblib model files you made")
     p.set_defaults(run=run)
@@ -26,7 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from featurekit import api
     from featurekit.evaluation import format_metrics
 
-    report = api.evaluate(args.model, args.cache, rows=args.rows, trust_pickle=args.trust_pickle)
+    report = api.evaluate(
+        args.model,
+        args.cache,
+        rows=args.rows,
+        trust_pickle=args.trust_pickle,
+        label_thresholds=args.label_thresholds,
+    )
     if args.json:
         print(json.dumps(report.metrics, sort_keys=True))
     else:

@@ -35,7 +35,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="any other head hyperparameter (repeatable)",
+        help="any other head hyperparameter (repeatable), e.g. is_unbalance=true or "
+        "scale_pos_weight=7 for lightgbm (`featurekit list heads` shows each head's parameters)",
+    )
+    p.add_argument(
+        "--resample",
+        choices=("none", "under", "over"),
+        default="none",
+        help="single-label: randomly under- or over-sample the training rows to balanced classes "
+        "(seeded by --seed; never the held-out rows; default none)",
     )
     p.add_argument("--out", type=Path, help="model file (default: reports/models/<cache>__<head>.skops)")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction without a split column")
@@ -45,6 +53,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         choices=("eer", "min-hter", "argmax"),
         default="eer",
         help="binary tasks: decision threshold chosen on out-of-fold training scores (default: eer)",
+    )
+    p.add_argument(
+        "--label-thresholds",
+        choices=("f1", "0.5"),
+        default="f1",
+        help="multi-label tasks: per-label thresholds maximising out-of-fold F1 on the training rows, "
+        "saved with the head (default), or 0.5 for every label",
     )
     p.add_argument(
         "--features",
@@ -76,10 +91,14 @@ def run(args: argparse.Namespace) -> int:
         random_state=args.seed,
         reports_dir=args.reports_dir,
         threshold=args.threshold,
+        resample=args.resample,
+        label_thresholds=args.label_thresholds,
         blocks=list(args.features) if args.features else None,
     )
     print(f"{args.head}: trained on {report.n_train} rows, scored on {report.n_test} held-out rows")
     print(f"split: {report.split}")
     print(format_metrics(report.metrics))
     print(f"model saved to {report.model_path}; run record {report.run_record_path}")
+    for figure in report.figures:
+        print(f"figure: {figure}")
     return 0

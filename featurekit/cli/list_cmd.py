@@ -17,10 +17,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.what == "heads":
+        import fnmatch
+
         from featurekit.heads import list_heads
 
-        for head in list_heads():
+        heads = [h for h in list_heads() if fnmatch.fnmatch(h.name, args.pattern)]
+        for head in heads:
             print(f"{head.name:<16} {head.description}")
+            print(f"{'':<16} preprocessing: {head.preprocessing}")
+        if not heads:
+            print(f"no head matches {args.pattern!r}")
         return 0
     from featurekit.backbones import list_backbones
 

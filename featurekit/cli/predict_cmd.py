@@ -18,7 +18,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path)
     p.add_argument("data", type=Path, help="images: a folder (labelled or not), a CSV or an .npz")
     p.add_argument("--out", type=Path, required=True, help="CSV to write: id, prediction, p_<class>...")
-    p.add_argument("--threshold", type=float, default=0.5, help="multi-label decision threshold")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="multi-label: one decision threshold for every label (default: the per-label ones saved "
+        "with the head, else 0.5)",
+    )
     p.add_argument("--trust-pickle", action="store_true", help="allow pickle/joblib model files you made")
     add_source_options(p)
     add_runtime_options(p)

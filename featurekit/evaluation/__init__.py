@@ -1,6 +1,6 @@
 """Metrics (by scikit-learn scorer name) and train/test splits on numpy arrays.
 
-Never imports torch, nor matplotlib (only `save_confusion_matrix_png` does, when called).
+Never imports torch, nor matplotlib (only the `save_*_png` functions do, when called).
 """
 
 from featurekit.evaluation.binary import eer_threshold, far_frr_hter, min_hter_threshold
@@ -18,6 +18,7 @@ from featurekit.evaluation.metrics import (
 from featurekit.evaluation.multilabel import (
     TAIL_THRESHOLDS,
     per_class_voc11_average_precision,
+    save_tail_accuracy_png,
     tail_accuracy_curve,
     voc11_average_precision,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "min_hter_threshold",
     "per_class_voc11_average_precision",
     "save_confusion_matrix_png",
+    "save_tail_accuracy_png",
     "split_train_test",
     "tail_accuracy_curve",
     "voc11_average_precision",

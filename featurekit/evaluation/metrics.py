@@ -148,6 +148,7 @@ def compute_metrics(
     y_pred: np.ndarray,
     class_names: list[str],
     threshold: float | None = None,
+    label_thresholds: list[float] | None = None,
 ) -> dict[str, object]:
     """Headline metrics, `n_samples`, data blocks and `per_class`, as plain JSON-serialisable values.
 
@@ -163,7 +164,8 @@ def compute_metrics(
     Multi-label: average_precision (scikit-learn, non-interpolated) and map_voc11 (VOC2007 11-point),
     both macro over classes with a positive, average_precision_excluded_classes, a `protocols` note,
     f1_micro, f1_macro, n_samples, tail_accuracy (list of {threshold, precision, coverage}) and
-    per_class (with average_precision and ap_voc11 per class).
+    per_class (with average_precision and ap_voc11 per class, and `threshold`: the label's decision
+    threshold when `label_thresholds` (one per class, the ones y_pred was made with) is given).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     n_classes = len(class_names)
@@ -174,8 +176,15 @@ def compute_metrics(
             f"got threshold={threshold!r} for {n_classes} classes"
             + (" (multi-label)" if y_true.ndim == 2 else "")
         )
+    if label_thresholds is not None and (y_true.ndim != 2 or len(label_thresholds) != n_classes):
+        raise InvalidInputError(
+            f"label_thresholds (one per class) apply to multi-label tasks; got {len(label_thresholds)} "
+            f"for {n_classes} classes" + ("" if y_true.ndim == 2 else " (single-label)")
+        )
     if y_true.ndim == 2:
-        return _multi_label_metrics(y_true, y_pred=y_pred, proba=proba, class_names=class_names)
+        return _multi_label_metrics(
+            y_true, y_pred=y_pred, proba=proba, class_names=class_names, thresholds=label_thresholds
+        )
     out: dict[str, object] = {
         name: METRICS.get(name)(y_true, y_pred=y_pred, proba=proba) for name in SINGLE_LABEL_METRICS
     }
@@ -217,7 +226,12 @@ def _class_row(row: dict[str, Any]) -> dict[str, float | int]:
 
 
 def _multi_label_metrics(
-    y_true: np.ndarray, *, y_pred: np.ndarray, proba: np.ndarray | None, class_names: list[str]
+    y_true: np.ndarray,
+    *,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    class_names: list[str],
+    thresholds: list[float] | None,
 ) -> dict[str, object]:
     out: dict[str, object] = {}
     ap: list[float | None] = [None] * len(class_names)
@@ -246,7 +260,12 @@ def _multi_label_metrics(
         zero_division=0,
     )
     out["per_class"] = {
-        name: {"average_precision": ap[c], "ap_voc11": voc[c], **_class_row(report[name])}
+        name: {
+            "average_precision": ap[c],
+            "ap_voc11": voc[c],
+            **_class_row(report[name]),
+            **({} if thresholds is None else {"threshold": float(thresholds[c])}),
+        }
         for c, name in enumerate(class_names)
     }
     return out

@@ -12,9 +12,11 @@ in `per_class`) and is counted in `average_precision_excluded_classes`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from featurekit.errors import InvalidInputError
+from featurekit.errors import InvalidInputError, MissingDependencyError
 from featurekit.evaluation.registry import METRICS, need_proba
 
 AP_PROTOCOLS = (
@@ -88,6 +90,44 @@ def tail_accuracy_curve(
             }
         )
     return curve
+
+
+def save_tail_accuracy_png(curves: dict[str, list[dict[str, float | None]]], path: str | Path) -> Path:
+    """Plot tail-accuracy curves (name -> `tail_accuracy_curve` output) to a PNG at `path`.
+
+    Precision (solid) and coverage (dashed) against the score threshold t, one colour per curve.
+    Uses matplotlib's Agg canvas directly (no pyplot, no change to the caller's backend).
+    """
+    if not curves:
+        raise InvalidInputError("no tail-accuracy curve to plot")
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "saving a tail-accuracy plot needs matplotlib: pip install matplotlib"
+        ) from exc
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, (name, curve) in enumerate(curves.items()):
+        t = [float(p["threshold"] or 0.0) for p in curve]
+        precision = [np.nan if p["precision"] is None else float(p["precision"]) for p in curve]
+        coverage = [float(p["coverage"] or 0.0) for p in curve]
+        colour = f"C{i % 10}"
+        ax.plot(t, precision, color=colour, marker="o", markersize=3, label=f"{name}: precision")
+        ax.plot(t, coverage, color=colour, linestyle="--", label=f"{name}: coverage")
+    ax.set_xlabel("score threshold t (keep (image, label) pairs with score > t)")
+    ax.set_ylabel("precision / coverage")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=100)
+    return out
 
 
 def _as_onehot(y_true: np.ndarray, proba: np.ndarray) -> np.ndarray:

@@ -10,9 +10,25 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from featurekit.heads._base import HEADS, HeadFactory, HeadInfo, list_heads, make_head, persisted_types
+from featurekit.heads._base import (
+    HEADS,
+    PREPROCESSING_KINDS,
+    HeadFactory,
+    HeadInfo,
+    list_heads,
+    make_head,
+    persisted_types,
+)
 
-__all__ = ["HEADS", "HeadFactory", "HeadInfo", "list_heads", "make_head", "persisted_types"]
+__all__ = [
+    "HEADS",
+    "PREPROCESSING_KINDS",
+    "HeadFactory",
+    "HeadInfo",
+    "list_heads",
+    "make_head",
+    "persisted_types",
+]
 
 
 def _import_head_modules() -> None:

@@ -4,7 +4,9 @@ A head is registered as a factory: usually the estimator class itself, decorated
 `@HEADS.register("name")`. The factory's docstring's first line is its description; two optional
 class attributes describe it further:
 
-- `featurekit_preprocessing`: a one-line note on the preprocessing the head applies itself.
+- `featurekit_preprocessing`: the preprocessing the head applies itself, as `"KIND: note"` where KIND
+  is one of PREPROCESSING_KINDS ("standardize", "l2-normalize", "none"); `featurekit list heads`
+  shows it, and tests/unit/test_heads_declarations.py checks every registered head declares one.
 - `featurekit_persisted_types`: the exact type names (module.qualname) a fitted instance is made of,
   which `featurekit.persist` adds to its allow-list when loading skops files.
 """
@@ -25,6 +27,9 @@ HeadFactory = Callable[..., BaseEstimator]
 
 HEADS: Registry[HeadFactory] = Registry("head")
 
+# What a head does to the features before its model sees them (the KIND of `featurekit_preprocessing`).
+PREPROCESSING_KINDS = ("standardize", "l2-normalize", "none")
+
 
 @dataclass(frozen=True)
 class HeadInfo:
@@ -32,8 +37,13 @@ class HeadInfo:
 
     name: str
     description: str
-    preprocessing: str
+    preprocessing: str  # "KIND: note", KIND one of PREPROCESSING_KINDS; "undeclared" when missing
     params: dict[str, Any]  # hyperparameter -> default
+
+    @property
+    def preprocessing_kind(self) -> str:
+        """ "standardize", "l2-normalize" or "none" (or whatever an undeclared head says)."""
+        return self.preprocessing.partition(":")[0].strip()
 
 
 def _describe(factory: HeadFactory) -> str:
@@ -72,7 +82,7 @@ def list_heads() -> list[HeadInfo]:
             HeadInfo(
                 name=name,
                 description=_describe(factory),
-                preprocessing=str(getattr(factory, "featurekit_preprocessing", "none")),
+                preprocessing=str(getattr(factory, "featurekit_preprocessing", "undeclared")),
                 params=_defaults(factory),
             )
         )

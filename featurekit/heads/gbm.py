@@ -56,11 +56,17 @@ class LightGBMHead(ClassifierMixin, BaseEstimator):
     (N, C) multi-hot and `predict_proba` (N, C) per-label probabilities. A label that is constant in the
     training data gets a constant prediction. `n_jobs=None` lets LightGBM use every core (OpenMP).
 
+    Imbalance: `class_weight="balanced"` (any number of classes), or LightGBM's own binary options
+    `is_unbalance=True` (weights the positive class by negatives/positives) or `scale_pos_weight=w`
+    (a fixed positive-class weight), e.g. `featurekit fit CACHE --head lightgbm --param is_unbalance=true`.
+    LightGBM allows at most one of the three; the two binary options apply to 2-class y and to each
+    one-vs-rest problem of multi-label y, and are refused for multiclass y (use class_weight there).
+
     Needs the optional `lightgbm` package (`pip install lightgbm`). A fitted head is saved by skops as
     a LightGBM model string inside `lightgbm.basic.Booster`'s state: text, parsed on load, no pickle.
     """
 
-    featurekit_preprocessing: ClassVar[str] = "none (trees are invariant to feature scale)"
+    featurekit_preprocessing: ClassVar[str] = "none: trees are invariant to feature scale"
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.gbm.LightGBMHead",
         "lightgbm.sklearn.LGBMClassifier",
@@ -82,6 +88,8 @@ class LightGBMHead(ClassifierMixin, BaseEstimator):
         subsample: float = DEFAULT_SUBSAMPLE,
         reg_lambda: float = DEFAULT_REG_LAMBDA,
         class_weight: str | dict[Any, float] | None = None,
+        is_unbalance: bool = False,
+        scale_pos_weight: float = 1.0,
         n_jobs: int | None = None,
         random_state: int | None = None,
     ) -> None:
@@ -93,6 +101,8 @@ class LightGBMHead(ClassifierMixin, BaseEstimator):
         self.subsample = subsample
         self.reg_lambda = reg_lambda
         self.class_weight = class_weight
+        self.is_unbalance = is_unbalance
+        self.scale_pos_weight = scale_pos_weight
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -132,6 +142,32 @@ class LightGBMHead(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 "class_weight as a dict is not supported for multi-label y; use 'balanced' or None"
             )
+        if not isinstance(self.is_unbalance, bool | np.bool_):
+            raise InvalidInputError(f"is_unbalance must be true or false, got {self.is_unbalance!r}")
+        spw = self.scale_pos_weight
+        if not _is_number(spw) or not spw > 0:
+            raise InvalidInputError(f"scale_pos_weight must be a positive number, got {spw!r}")
+        chosen = [
+            name
+            for name, on in (
+                ("class_weight", cw is not None),
+                ("is_unbalance", bool(self.is_unbalance)),
+                ("scale_pos_weight", spw != 1),
+            )
+            if on
+        ]
+        if len(chosen) > 1:
+            raise InvalidInputError(
+                f"{' and '.join(chosen)} both reweight the classes; LightGBM allows only one of "
+                "class_weight, is_unbalance and scale_pos_weight"
+            )
+
+    def _check_binary_options(self, n_classes: int) -> None:
+        if n_classes > 2 and (self.is_unbalance or self.scale_pos_weight != 1):
+            raise InvalidInputError(
+                f"is_unbalance and scale_pos_weight are LightGBM's binary options, but y has {n_classes} "
+                "classes; use class_weight='balanced' (--class-weight balanced) instead"
+            )
 
     def _make_lgbm(self) -> Any:
         try:
@@ -150,6 +186,8 @@ class LightGBMHead(ClassifierMixin, BaseEstimator):
             subsample_freq=1 if self.subsample < 1 else 0,  # LightGBM bags rows only with a frequency
             reg_lambda=self.reg_lambda,
             class_weight=self.class_weight,
+            is_unbalance=bool(self.is_unbalance),
+            scale_pos_weight=float(self.scale_pos_weight),
             n_jobs=self.n_jobs,
             random_state=self.random_state,
             verbose=-1,
@@ -171,6 +209,8 @@ class LightGBMHead(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"y has only one class ({only!r}); the lightgbm head needs at least 2 classes"
             )
+        if not multilabel:
+            self._check_binary_options(np.unique(y).size)
 
         base = self._make_lgbm()
         self.multilabel_ = multilabel

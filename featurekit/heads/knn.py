@@ -47,7 +47,9 @@ class KNeighborsHead(ClassifierMixin, BaseEstimator):
     the value used is `n_neighbors_` after fitting.
     """
 
-    featurekit_preprocessing: ClassVar[str] = "none (cosine distance ignores feature scale per row)"
+    featurekit_preprocessing: ClassVar[str] = (
+        "l2-normalize: cosine distance, i.e. rows compared as unit vectors (row scale is ignored)"
+    )
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.knn.KNeighborsHead",
         "sklearn.neighbors._classification.KNeighborsClassifier",

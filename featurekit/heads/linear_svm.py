@@ -51,7 +51,9 @@ class LinearSVMHead(ClassifierMixin, BaseEstimator):
     C="auto" (the default) sets C = 1/(AUTO_PENALTY·n_samples); the value used is `C_` after fitting.
     """
 
-    featurekit_preprocessing: ClassVar[str] = "StandardScaler (when standardize=True)"
+    featurekit_preprocessing: ClassVar[str] = (
+        "standardize: StandardScaler fitted on the training rows (standardize=False turns it off)"
+    )
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.linear_svm.LinearSVMHead",
         "sklearn.calibration.CalibratedClassifierCV",

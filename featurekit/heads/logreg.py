@@ -42,7 +42,9 @@ class LogisticRegressionHead(ClassifierMixin, BaseEstimator):
     right as the training set grows; the value used is `C_` after fitting.
     """
 
-    featurekit_preprocessing: ClassVar[str] = "StandardScaler (when standardize=True)"
+    featurekit_preprocessing: ClassVar[str] = (
+        "standardize: StandardScaler fitted on the training rows (standardize=False turns it off)"
+    )
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.logreg.LogisticRegressionHead",
         "sklearn.linear_model._logistic.LogisticRegression",

@@ -38,7 +38,9 @@ class TorchLogisticRegressionHead(ClassifierMixin, BaseEstimator):
     `device="auto"` uses CUDA when available; `dtype="auto"` solves in float32 on a GPU, float64 on the CPU.
     """
 
-    featurekit_preprocessing: ClassVar[str] = "StandardScaler (when standardize=True)"
+    featurekit_preprocessing: ClassVar[str] = (
+        "standardize: StandardScaler fitted on the training rows (standardize=False turns it off)"
+    )
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.logreg_torch.TorchLogisticRegressionHead",
         "sklearn.preprocessing._data.StandardScaler",

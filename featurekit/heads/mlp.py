@@ -38,7 +38,9 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     accuracy, 3e-4 reached 0.788 (logreg: 0.786); see docs/results.md.
     """
 
-    featurekit_preprocessing: ClassVar[str] = "StandardScaler (when standardize=True)"
+    featurekit_preprocessing: ClassVar[str] = (
+        "standardize: StandardScaler fitted on the training rows (standardize=False turns it off)"
+    )
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.mlp.MLPHead",
         "sklearn.preprocessing._data.StandardScaler",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import io
 import json
 import logging
@@ -126,15 +127,26 @@ def load_model(path: Path, *, trust_pickle: bool = False) -> LoadedModel:
     return _unpack(path, payload)
 
 
+# Libraries a head may be built on, recorded when installed (read from package metadata: no import).
+OPTIONAL_VERSIONED = ("scipy", "lightgbm", "torch")
+
+
 def _versions() -> dict[str, str]:
     import skops
 
-    return {
+    versions = {
         "featurekit": featurekit.__version__,
+        "python": ".".join(str(v) for v in sys.version_info[:3]),
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "skops": skops.__version__,
     }
+    for name in OPTIONAL_VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
 
 
 def _unpack(path: Path, payload: Any) -> LoadedModel:

@@ -66,7 +66,17 @@ def test_round_trip_gives_identical_predictions_and_metadata(tmp_path: Path, fit
     md = loaded.metadata
     assert {k: md[k] for k in METADATA} == METADATA
     assert md["format"] == FORMAT and md["format_version"] == 1
-    assert set(md["versions"]) == {"featurekit", "scikit-learn", "numpy", "skops"}
+    # the core libraries always; scipy, lightgbm and torch whenever installed (they are, here)
+    assert set(md["versions"]) == {
+        "featurekit",
+        "python",
+        "scikit-learn",
+        "numpy",
+        "skops",
+        "scipy",
+        "lightgbm",
+        "torch",
+    }
     assert md["created_at"].endswith("+00:00")
 
 
