@@ -90,16 +90,19 @@ def extract(
     overwrite: bool = False,
     layers: tuple[int, ...] = (),
     pools: tuple[str, ...] = ("avg",),
+    img_sizes: tuple[int, ...] = (),
 ) -> ExtractReport:
     """Embed every row of `data` with `backbone` into an HDF5 cache; reuse rows it already holds.
 
     Work is committed in units as it goes (`settings.commit_every` rows), so a killed or
     interrupted run loses at most one unit and the same call resumes it. `layers` (timm feature
     indices, e.g. (-1, -2)) pooled by each of `pools` ("avg", "max") are stored side by side
-    instead of the pre-logits embedding, in one forward pass.
+    instead of the pre-logits embedding, in one forward pass. Several `img_sizes` (e.g. (224, 288))
+    embed each image at each size, stored side by side as blocks `224px`, `288px` (one image
+    decode; PIL in the loader); one size is the same as `preprocess.img_size`.
     """
     # Imported here so that `import featurekit.api` stays cheap for heads-only work.
-    from featurekit.backbones import create_backbone, with_layers
+    from featurekit.backbones import check_img_sizes, create_backbone, with_layers, with_sizes
     from featurekit.cache.journal import Journal
     from featurekit.cache.lock import CacheLock
     from featurekit.extract import (
@@ -119,6 +122,11 @@ def extract(
     check_on_error(settings.on_error)
     if settings.commit_every < 1:
         raise InvalidInputError(f"commit_every must be at least 1, got {settings.commit_every}")
+    if img_sizes:  # checked before the (possibly slow) index and model
+        img_sizes = check_img_sizes(img_sizes)
+        if preprocess is not None and preprocess.img_size is not None:
+            raise InvalidInputError("give the input size once: img_sizes or preprocess.img_size, not both")
+        preprocess = replace(preprocess or PreprocessOverrides(), img_size=img_sizes[0])
     ranks = distributed.current_ranks()  # several under torchrun: each embeds every world-th row
     settings = replace(
         settings,
@@ -129,6 +137,8 @@ def extract(
     model = create_backbone(backbone, weights=weights, overrides=preprocess)
     if layers:
         model = with_layers(model, layers=tuple(layers), pools=tuple(pools))
+    if len(img_sizes) > 1:  # after the layers: their blocks repeat for every size
+        model = with_sizes(model, img_sizes)
     precision = resolve_precision(resolve_device(settings.device), settings.amp)
     provenance = build_provenance(
         model,

@@ -15,6 +15,7 @@ from featurekit.backbones.listing import BackboneInfo, list_backbones
 from featurekit.backbones.loading import load_model
 from featurekit.backbones.offline import OFFLINE_PACKAGES, OfflinePackage
 from featurekit.backbones.preprocess import resolve_preprocess, timm_transform_kwargs, validate_overrides
+from featurekit.backbones.sizes import SizeBlock, check_img_sizes, parse_img_sizes, with_sizes
 from featurekit.backbones.weights import WeightsInfo, state_dict_sha256
 
 __all__ = [
@@ -24,13 +25,17 @@ __all__ = [
     "BackboneInfo",
     "FeatureBlock",
     "OfflinePackage",
+    "SizeBlock",
     "WeightsInfo",
+    "check_img_sizes",
     "create_backbone",
     "list_backbones",
     "load_model",
+    "parse_img_sizes",
     "resolve_preprocess",
     "state_dict_sha256",
     "timm_transform_kwargs",
     "validate_overrides",
     "with_layers",
+    "with_sizes",
 ]

@@ -25,10 +25,15 @@ class Backbone:
     layers: tuple[int, ...] = ()
     pools: tuple[str, ...] = ()
     blocks: tuple[Any, ...] = ()
+    # Set by `with_sizes`: several input sizes (preprocess.img_size is the first), each embedded and
+    # stored side by side, size-major; `feature_dim` is then the total and `embed` gives one size's
+    # `size_dim` columns (the engine runs it once per size). Empty: one size, preprocess.img_size.
+    img_sizes: tuple[int, ...] = ()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised float images → (B, feature_dim) pooled pre-logits features
-        (or the pooled intermediate layers chosen by `with_layers`).
+        """(B, 3, H, W) normalised float images → (B, size_dim) pooled pre-logits features
+        (or the pooled intermediate layers chosen by `with_layers`); `size_dim` is `feature_dim`
+        unless `with_sizes` chose several input sizes.
 
         Run it under the caller's `torch.inference_mode()`; nothing here enables gradients.
         """
@@ -41,6 +46,11 @@ class Backbone:
             return intermediate_features(model, images, self.layers, self.pools)
         features = model.forward_head(model.forward_features(images), pre_logits=True)  # type: ignore[operator]
         return features.flatten(1)
+
+    @property
+    def size_dim(self) -> int:
+        """Columns of one input size's embedding (`feature_dim` unless several `img_sizes`)."""
+        return self.feature_dim // max(1, len(self.img_sizes))
 
     def to(self, device: torch.device | str) -> Backbone:
         """Move the model to `device` in place; returns self for chaining."""

@@ -88,6 +88,8 @@ def with_layers(
     model = backbone.model
     if not layers:
         raise InvalidInputError("--layers needs at least one index, e.g. -1 or -1,-2")
+    if len(backbone.img_sizes) > 1:  # its blocks would replace the size blocks
+        raise InvalidInputError("with_layers must be applied before with_sizes")
     if not pools or any(p not in POOLS for p in pools) or len(set(pools)) != len(pools):
         raise InvalidInputError(f"--pool {','.join(pools)!r}: give distinct values among {', '.join(POOLS)}")
     if not callable(getattr(model, "forward_intermediates", None)):

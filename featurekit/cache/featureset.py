@@ -120,14 +120,14 @@ class FeatureSet:
         return replace(self, X=self.X[rows], rows=self.rows.subset(rows))
 
     def select_blocks(self, names: list[str] | None) -> FeatureSet:
-        """Only the columns of the named (layer, pool) blocks (`extract --layers`); None: every column."""
+        """Only the columns of the named blocks (`extract --layers` / several `--img-size`); None: all."""
         if not names:
             return self
         return replace(self, X=self.X[:, block_columns(self.provenance, names)])
 
 
 def block_names(provenance: dict[str, Any]) -> list[str]:
-    """The (layer, pool) blocks a cache holds side by side, e.g. ['layer-1.avg', 'layer-2.avg']."""
+    """The blocks a cache holds side by side, e.g. ['layer-1.avg', 'layer-2.avg'] or ['224px', '288px']."""
     return [block["name"] for block in provenance.get("features", {}).get("layout", [])]
 
 
@@ -136,8 +136,8 @@ def block_columns(provenance: dict[str, Any], names: list[str]) -> np.ndarray:
     layout = {block["name"]: block for block in provenance.get("features", {}).get("layout", [])}
     if not layout:
         raise InvalidInputError(
-            "this cache holds one embedding, not several layers side by side; "
-            "make one with `featurekit extract --layers -1,-2 …` to choose blocks at fit time"
+            "this cache holds one embedding, not several layers or input sizes side by side; make one "
+            "with `featurekit extract --layers -1,-2 …` or `--img-size 224,288` to choose blocks at fit time"
         )
     for name in names:
         if name not in layout:

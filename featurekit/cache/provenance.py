@@ -50,14 +50,22 @@ _DERIVED_FIELDS = frozenset({"dim", "layout"})
 
 
 def first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first keyed field (dotted path) whose value differs, with both values, or None."""
+    """The first keyed field (dotted path) whose value differs, with both values, or None.
+
+    Derived fields (dim, layout) are compared only when every other field is equal, so a message
+    names the setting the user changed (`preprocess.img_size`, not the `features.dim` it implies)."""
+    return _first_difference(old, new, prefix, derived=False) or _first_difference(
+        old, new, prefix, derived=True
+    )
+
+
+def _first_difference(old: Any, new: Any, prefix: str, *, derived: bool) -> tuple[str, Any, Any] | None:
     if isinstance(old, dict) and isinstance(new, dict):
-        # Derived fields (dim, layout) last, so a message names the setting the user changed.
         for name in sorted(set(old) | set(new), key=lambda n: (n in _DERIVED_FIELDS, n)):
             dotted = f"{prefix}{name}"
-            if dotted in UNKEYED_FIELDS:
+            if dotted in UNKEYED_FIELDS or (name in _DERIVED_FIELDS and not derived):
                 continue
-            found = first_difference(old.get(name), new.get(name), prefix=f"{dotted}.")
+            found = _first_difference(old.get(name), new.get(name), f"{dotted}.", derived=derived)
             if found is not None:
                 return found
         return None

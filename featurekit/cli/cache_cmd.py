@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 def _describe(info: dict) -> list[str]:
     provenance = info["provenance"]
     size = provenance.get("preprocess", {}).get("img_size")
+    size = ",".join(map(str, size)) if isinstance(size, list) else size  # several input sizes
     lines = [
         f"{info['path']}: {info['rows']} rows × {info['feature_dim']} features "
         f"(format {info['format_version']}, {info['units']} verification units)",

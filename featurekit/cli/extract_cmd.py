@@ -13,6 +13,7 @@ from featurekit.cli.options import (
     add_source_options,
     comma_names,
     extraction_settings,
+    img_sizes,
     preprocess_overrides,
     source_options,
 )
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from featurekit import api
     from featurekit.backbones.layers import parse_layers
 
+    sizes = img_sizes(args)  # checked before any model work
     report = api.extract(
         args.data,
         backbone=args.backbone,
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         layers=parse_layers(args.layers) if args.layers else (),
         pools=args.pool,
+        img_sizes=sizes if len(sizes) > 1 else (),  # one size is a plain preprocess override
     )
     if report.rank:
         print(f"rank {report.rank}: embedded {report.rows} rows; rank 0 wrote them to {report.cache_path}")
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         f"cache {report.cache_path}: {report.rows} rows "
         f"({report.extracted} extracted, {report.reused} reused{resumed}) in {report.seconds:.1f} s"
     )
-    if args.layers:
+    if args.layers or len(sizes) > 1:
         from featurekit.cache import read_provenance
         from featurekit.cache.featureset import block_names
 

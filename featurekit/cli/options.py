@@ -76,7 +76,11 @@ def source_options(args: argparse.Namespace) -> SourceOptions:
 
 def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("preprocessing (default: the backbone's own data config)")
-    g.add_argument("--img-size", type=int, help="input size in pixels")
+    g.add_argument(
+        "--img-size",
+        help="input size in pixels; several, e.g. 224,288, embed every image at each size, stored side "
+        "by side as blocks 224px, 288px (keyed)",
+    )
     g.add_argument(
         "--resize-mode", choices=RESIZE_MODES, help="crop (resize + centre crop) | squash | border"
     )
@@ -86,9 +90,18 @@ def add_preprocess_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--std", type=_floats3, help="normalisation std, e.g. 0.229,0.224,0.225")
 
 
+def img_sizes(args: argparse.Namespace) -> tuple[int, ...]:
+    """--img-size parsed: () when not given, else one or several checked sizes."""
+    from featurekit.backbones.sizes import parse_img_sizes
+
+    return parse_img_sizes(args.img_size) if args.img_size is not None else ()
+
+
 def preprocess_overrides(args: argparse.Namespace) -> PreprocessOverrides:
+    """The preprocessing flags; several --img-size values are passed on separately (`img_sizes`)."""
+    sizes = img_sizes(args)
     return PreprocessOverrides(
-        img_size=args.img_size,
+        img_size=sizes[0] if len(sizes) == 1 else None,
         resize_mode=args.resize_mode,
         crop_pct=args.crop_pct,
         interpolation=args.interpolation,

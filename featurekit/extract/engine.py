@@ -28,7 +28,13 @@ from featurekit.extract.gpu_decode import (
     resolve_decode,
 )
 from featurekit.extract.host_memory import keep_freed_memory
-from featurekit.extract.transforms import BatchNormalizer, TensorGeometry, geometry_transform
+from featurekit.extract.transforms import (
+    BatchNormalizer,
+    TensorGeometry,
+    geometry_transform,
+    multi_size_transform,
+    unpack_sizes,
+)
 from featurekit.images.index import ImageIndex
 
 logger = logging.getLogger(__name__)
@@ -158,7 +164,9 @@ def iter_feature_chunks(
     precision = resolve_precision(device, settings.amp)
     selected = list(range(len(index))) if rows is None else list(rows)
     pre = backbone.preprocess
-    decode = resolve_decode(settings.decode, device, pre)
+    sizes = backbone.img_sizes if len(backbone.img_sizes) > 1 else ()
+    # Several input sizes: each image decoded once by PIL in the loader, resized to every size.
+    decode = _multi_size_decode(settings.decode) if sizes else resolve_decode(settings.decode, device, pre)
     if device.type == "cpu":
         keep_freed_memory()  # 4x faster CPU forward passes on glibc (see host_memory.py)
     model = backbone.model.to(device)
@@ -168,7 +176,7 @@ def iter_feature_chunks(
     batch_size = int(settings.batch_size) if settings.batch_size != "auto" else 0
     if not batch_size:
         with torch.inference_mode():
-            batch_size = auto_batch_size(forward, img_size=pre.img_size, device=device)
+            batch_size = auto_batch_size(forward, img_size=max(sizes or (pre.img_size,)), device=device)
     if settings.compile:
         forward = compile_forward(forward, mode=settings.compile_mode)
     # Every forward pass has one shape (padded, padding dropped): a row's features never depend on
@@ -178,7 +186,7 @@ def iter_feature_chunks(
     cpu_dataset = IndexDataset(
         index,
         rows=selected,
-        transform=geometry_transform(pre),
+        transform=multi_size_transform(pre, sizes) if sizes else geometry_transform(pre),
         exif_transpose=pre.exif_transpose,
         background=pre.rgba_background,
     )
@@ -204,6 +212,8 @@ def iter_feature_chunks(
         settings.compile,
     )
     normalize = BatchNormalizer(pre, device)
+    # Several sizes: each size's images go through their own padded forward pass, blocks concatenated.
+    by_size = _SizesRunner(forward, run.limit, normalize, sizes, device) if sizes else None
     dim = backbone.feature_dim
     bar = tqdm(
         total=len(selected), desc=f"extract {backbone.name}", unit="img", disable=not settings.progress
@@ -218,7 +228,10 @@ def iter_feature_chunks(
             if batch_rows.numel():
                 with torch.inference_mode():
                     # uint8 travels (4x fewer bytes); ÷255 and mean/std happen batched on the device.
-                    out = run(normalize(images.to(device, non_blocking=True)))
+                    if by_size is None:
+                        out = run(normalize(images.to(device, non_blocking=True)))
+                    else:
+                        out = by_size(images.to(device, non_blocking=True))
             done = _Pending(out, batch_rows, failures, dim)
             if device.type != "cuda":
                 yield done.chunk(bar)
@@ -274,6 +287,38 @@ def _batch_preparer(
         return rows, images, batch.failures + failures
 
     return prepare
+
+
+def _multi_size_decode(decode: str) -> str:
+    """Several input sizes always decode with PIL in the loader (one decode, every size from it)."""
+    check_decode(decode)
+    if decode == "gpu":
+        raise InvalidInputError(
+            "decode 'gpu' cannot be used with several input sizes (each image is decoded once by PIL "
+            "and resized to every size); use --decode cpu or auto"
+        )
+    return "cpu"
+
+
+class _SizesRunner:
+    """Packed uint8 images of several sizes (`multi_size_transform`) → (B, Σ size_dim) features:
+    each size normalised and run through its own padded `OomBackoff`, size-major."""
+
+    def __init__(
+        self,
+        forward: Callable[[torch.Tensor], torch.Tensor],
+        limit: int,
+        normalize: BatchNormalizer,
+        sizes: tuple[int, ...],
+        device: torch.device,
+    ) -> None:
+        self.runs = [OomBackoff(forward, limit, pad=True, device=device) for _ in sizes]
+        self.normalize = normalize
+        self.sizes = sizes
+
+    def __call__(self, packed: torch.Tensor) -> torch.Tensor:
+        images = unpack_sizes(packed, self.sizes)
+        return torch.cat([run(self.normalize(x)) for run, x in zip(self.runs, images, strict=True)], dim=1)
 
 
 class _PinnableBatch(Batch):

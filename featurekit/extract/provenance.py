@@ -24,7 +24,7 @@ def build_provenance(
     return {
         "backbone": backbone.name,
         "weights": backbone.weights.to_dict(),
-        "preprocess": backbone.preprocess.to_dict(),
+        "preprocess": _preprocess_record(backbone),
         "features": _features_record(backbone, tta),
         "precision": precision,
         "feature_version": FEATURE_VERSION,
@@ -40,9 +40,24 @@ def build_provenance(
     }
 
 
+def _preprocess_record(backbone: Backbone) -> dict[str, Any]:
+    record = backbone.preprocess.to_dict()
+    if len(backbone.img_sizes) > 1:  # several input sizes (with_sizes): img_size is their list
+        record["img_size"] = list(backbone.img_sizes)
+    return record
+
+
 def _features_record(backbone: Backbone, tta: str) -> dict[str, Any]:
     if not backbone.layers:
-        return {"layer": "pre_logits", "pool": "model default", "dim": backbone.feature_dim, "tta": tta}
+        record: dict[str, Any] = {
+            "layer": "pre_logits",
+            "pool": "model default",
+            "dim": backbone.feature_dim,
+            "tta": tta,
+        }
+        if backbone.blocks:  # one block per input size (with_sizes)
+            record["layout"] = [block.to_dict() for block in backbone.blocks]
+        return record
     return {
         "layer": list(backbone.layers),
         "pool": list(backbone.pools),

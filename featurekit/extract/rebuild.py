@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from featurekit.backbones import Backbone, create_backbone, with_layers
+from featurekit.backbones import Backbone, create_backbone, with_layers, with_sizes
 from featurekit.cache import first_difference, provenance_key
 from featurekit.config import Preprocess, PreprocessOverrides
 from featurekit.errors import ProvenanceMismatchError
@@ -22,9 +22,11 @@ def weights_for(recorded: dict[str, Any]) -> str | None:
 
 
 def rebuild_backbone(recorded: dict[str, Any], *, expected_key: str, what: str) -> Backbone:
-    """The backbone, preprocessing, layers and pooling of `recorded`; an error when the result's
-    provenance key is not `expected_key` (other weights on this machine, another timm version...)."""
-    pre = Preprocess.from_dict(recorded["preprocess"])
+    """The backbone, preprocessing, input size(s), layers and pooling of `recorded`; an error when
+    the result's provenance key is not `expected_key` (other weights here, another timm version...)."""
+    recorded_size = recorded["preprocess"]["img_size"]
+    sizes = tuple(recorded_size) if isinstance(recorded_size, list) else ()  # several (with_sizes)
+    pre = Preprocess.from_dict({**recorded["preprocess"], "img_size": sizes[0] if sizes else recorded_size})
     overrides = PreprocessOverrides(
         img_size=pre.img_size,
         resize_mode=pre.resize_mode,
@@ -42,6 +44,8 @@ def rebuild_backbone(recorded: dict[str, Any], *, expected_key: str, what: str) 
         backbone = with_layers(
             backbone, layers=tuple(recorded_layers), pools=tuple(recorded["features"]["pool"])
         )
+    if len(sizes) > 1:
+        backbone = with_sizes(backbone, sizes)
     tta = recorded["features"].get("tta", "none")
     provenance = build_provenance(backbone, precision=recorded["precision"], extraction={}, tta=tta)
     if provenance_key(provenance) != expected_key:

@@ -10,6 +10,7 @@ per-image transform (tests/unit/test_extract_transforms.py).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,29 @@ def geometry_transform(pre: Preprocess) -> Callable[[Image.Image], torch.Tensor]
         return torch.from_numpy(np.array(geometry(image.convert("RGB")), dtype=np.uint8))
 
     return transform
+
+
+def multi_size_transform(pre: Preprocess, sizes: tuple[int, ...]) -> Callable[[Image.Image], torch.Tensor]:
+    """One decoded image → its `geometry_transform` at each of `sizes`, packed flat in one uint8
+    tensor (so the loader, collation and pinning stay one tensor per sample); `unpack_sizes` splits
+    a batch of them back into one (B, size, size, 3) tensor per size."""
+    per_size = [geometry_transform(dataclasses.replace(pre, img_size=size)) for size in sizes]
+
+    def transform(image: Image.Image) -> torch.Tensor:
+        rgb = image.convert("RGB")
+        return torch.cat([geometry(rgb).reshape(-1) for geometry in per_size])
+
+    return transform
+
+
+def unpack_sizes(packed: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor]:
+    """(B, Σ size²·3) uint8 from `multi_size_transform` → [(B, size, size, 3) contiguous uint8, …]."""
+    out, start = [], 0
+    for size in sizes:
+        stop = start + size * size * 3
+        out.append(packed[:, start:stop].reshape(-1, size, size, 3).contiguous())
+        start = stop
+    return out
 
 
 class BatchNormalizer:
