@@ -24,6 +24,8 @@ from featurekit.cache import (
 )
 from featurekit.cache.reuse import plan_reuse
 from featurekit.config import PreprocessOverrides
+from featurekit.ensembling import EnsembleReport as EnsembleReport  # re-exported
+from featurekit.ensembling import ensemble as ensemble  # re-exported: api.ensemble(...)
 from featurekit.errors import InvalidInputError, ProvenanceMismatchError
 from featurekit.evaluation import compute_metrics, expand_proba, split_train_test
 from featurekit.heads import make_head
@@ -595,7 +597,7 @@ class EvaluateReport:
 
 def evaluate(
     model: Path,
-    cache: Path,
+    cache: Path | list[Path],
     *,
     rows: str = "unseen",
     trust_pickle: bool = False,
@@ -613,6 +615,13 @@ def evaluate(
     if label_thresholds not in ("saved", "0.5"):
         raise InvalidInputError(f"label_thresholds must be 'saved' or '0.5', got {label_thresholds!r}")
     loaded = load_model(Path(model), trust_pickle=trust_pickle)
+    caches = list(cache) if isinstance(cache, list | tuple) else [cache]
+    if len(caches) > 1 or loaded.metadata.get("caches"):  # an ensemble over several backbones' caches
+        from featurekit.ensembling import evaluate_on_caches
+
+        metrics, n_rows = evaluate_on_caches(loaded, caches, rows=rows)
+        return EvaluateReport(metrics=metrics, n_rows=n_rows, rows=rows)
+    cache = caches[0]
     features = load_features(Path(cache)).select_blocks(loaded.metadata.get("feature_blocks"))
     check_compatible(
         loaded.metadata,
@@ -685,6 +694,12 @@ def predict(
     from featurekit.extract.rebuild import rebuild_backbone
 
     loaded = load_model(Path(model), trust_pickle=trust_pickle)
+    if loaded.metadata.get("caches"):
+        raise InvalidInputError(
+            f"{model} is an ensemble over {len(loaded.metadata['caches'])} backbones' caches; predict "
+            "rebuilds one backbone, so extract the new images with each backbone (`featurekit extract`) "
+            "and score the caches with `featurekit evaluate MODEL CACHE...`"
+        )
     # Validate the images before the (slow) backbone build, so a bad folder or CSV fails at once.
     index = load_image_index(Path(data), source or SourceOptions())
     meta = loaded.metadata

@@ -1,4 +1,4 @@
-"""featurekit evaluate MODEL CACHE [--json]"""
+"""featurekit evaluate MODEL CACHE [CACHE...] [--json]"""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("evaluate", help="score a saved head on a cache made the same way")
     p.add_argument("model", type=Path)
-    p.add_argument("cache", type=Path)
+    p.add_argument(
+        "cache", type=Path, nargs="+", metavar="CACHE", help="a cache (an ensemble of backbones: one each)"
+    )
     p.add_argument(
         "--rows",
         choices=("unseen", "all"),
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = api.evaluate(
         args.model,
-        args.cache,
+        args.cache if len(args.cache) > 1 else args.cache[0],
         rows=args.rows,
         trust_pickle=args.trust_pickle,
         label_thresholds=args.label_thresholds,
@@ -42,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.metrics, sort_keys=True))
     else:
-        print(f"scored {report.n_rows} {report.rows} rows of {args.cache}")
+        print(f"scored {report.n_rows} {report.rows} rows of {', '.join(map(str, args.cache))}")
         print(format_metrics(report.metrics))
     return 0

@@ -10,10 +10,19 @@ import sys
 from collections.abc import Sequence
 
 from featurekit import __version__
-from featurekit.cli import cache_cmd, demo_cmd, evaluate_cmd, extract_cmd, fit_cmd, list_cmd, predict_cmd
+from featurekit.cli import (
+    cache_cmd,
+    demo_cmd,
+    ensemble_cmd,
+    evaluate_cmd,
+    extract_cmd,
+    fit_cmd,
+    list_cmd,
+    predict_cmd,
+)
 from featurekit.errors import ExtractionInterrupted, FeaturekitError
 
-COMMANDS = (extract_cmd, fit_cmd, evaluate_cmd, predict_cmd, cache_cmd, list_cmd, demo_cmd)
+COMMANDS = (extract_cmd, fit_cmd, ensemble_cmd, evaluate_cmd, predict_cmd, cache_cmd, list_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
