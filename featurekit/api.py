@@ -672,6 +672,25 @@ class PredictReport:
     failed: int
 
 
+def _joined_results(results: list[Any]) -> Any:
+    """Features of the rows every extraction embedded, side by side in the given order."""
+    if len(results) == 1:
+        return results[0]
+    from featurekit.extract import ExtractionResult
+
+    positions = [{int(row): k for k, row in enumerate(r.rows)} for r in results]
+    common = [int(row) for row in results[0].rows if all(int(row) in p for p in positions)]
+    features = np.hstack(
+        [r.features[[p[row] for row in common]] for r, p in zip(results, positions, strict=True)]
+    )
+    failures = {bad.row: bad for r in results for bad in r.failures}
+    return ExtractionResult(
+        features=features.reshape(len(common), -1).astype(np.float32),
+        rows=np.asarray(common, dtype=np.int64),
+        failures=[failures[row] for row in sorted(failures)],
+    )
+
+
 def predict(
     model: Path,
     data: Path,
@@ -694,34 +713,35 @@ def predict(
     from featurekit.extract.rebuild import rebuild_backbone
 
     loaded = load_model(Path(model), trust_pickle=trust_pickle)
-    if loaded.metadata.get("caches"):
-        raise InvalidInputError(
-            f"{model} is an ensemble over {len(loaded.metadata['caches'])} backbones' caches; predict "
-            "rebuilds one backbone, so extract the new images with each backbone (`featurekit extract`) "
-            "and score the caches with `featurekit evaluate MODEL CACHE...`"
-        )
     # Validate the images before the (slow) backbone build, so a bad folder or CSV fails at once.
     index = load_image_index(Path(data), source or SourceOptions())
     meta = loaded.metadata
-    recorded = meta["provenance"]
-    # Features must be made exactly as the training cache's were, precision and TTA included.
-    settings = replace(
-        settings or ExtractionSettings(),
-        amp=recorded["precision"] == "bfloat16",
-        tta=recorded["features"].get("tta", "none"),
-    )
-    resolve_device(settings.device)
-    backbone = rebuild_backbone(
-        recorded, expected_key=meta["provenance_key"], what="this head's training cache"
-    )
-    provenance = recorded
-    result = extract_features(backbone, index, settings=settings)
+    # One backbone per training cache (several for an ensemble over backbones), each rebuilt from
+    # its provenance; a row is predicted when every backbone could embed it.
+    recordings = list(meta.get("caches") or [meta])
+    results = []
+    for record in recordings:
+        recorded = record["provenance"]
+        # Features must be made exactly as the training cache's were, precision and TTA included.
+        run_settings = replace(
+            settings or ExtractionSettings(),
+            amp=recorded["precision"] == "bfloat16",
+            tta=recorded["features"].get("tta", "none"),
+        )
+        resolve_device(run_settings.device)
+        backbone = rebuild_backbone(
+            recorded,
+            expected_key=record["provenance_key"],
+            what=f"the training cache {record.get('name', '')}",
+        )
+        results.append(extract_features(backbone, index, settings=run_settings))
+    result = _joined_results(results)
     class_names = list(meta["class_names"])
     proba = np.zeros((0, len(class_names)))
     if len(result.rows):
         vectors = result.features
         if meta.get("feature_blocks"):
-            vectors = vectors[:, block_columns(provenance, list(meta["feature_blocks"]))]
+            vectors = vectors[:, block_columns(meta["provenance"], list(meta["feature_blocks"]))]
         proba = np.asarray(loaded.estimator.predict_proba(vectors))
         if not meta.get("multilabel"):
             proba = expand_proba(proba, classes=loaded.estimator.classes_, n_classes=len(class_names))

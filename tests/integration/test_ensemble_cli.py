@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from featurekit.cache import load_features
 from featurekit.cli.main import main
+from featurekit.persist import load_model
 
 RUNTIME = ["--weights", "random", "--no-progress", "--workers", "0", "--img-size", "32"]
 COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
@@ -94,7 +96,17 @@ def test_ensemble_of_heads_and_of_backbones(
 
     code, _, err = _run(capsys, "evaluate", stack, resnet)
     assert code == 1 and "fit on 2 caches (test_resnet, test_efficientnet); got 1" in err
-    code, _, err = _run(capsys, "predict", stack, new, "--out", tmp_path / "p2.csv")
-    assert code == 1 and "ensemble over 2 backbones' caches" in err
+    # predict rebuilds both backbones and feeds the stacked model their features side by side.
+    predicted = tmp_path / "p2.csv"
+    code, _, err = _run(
+        capsys, "predict", stack, tmp_path / "colours", "--out", predicted, "--workers", "0", "--no-progress"
+    )
+    assert code == 0, err
+    with predicted.open() as handle:
+        table = list(csv.DictReader(handle))
+    classes = load_features(resnet).class_names
+    got = np.array([[float(row[f"p_{c}"]) for c in classes] for row in table])
+    X = np.hstack([load_features(resnet).X, load_features(effnet).X])  # same folder, same row order
+    np.testing.assert_allclose(got, load_model(stack).estimator.predict_proba(X), atol=2e-6)
     code, _, err = _run(capsys, "ensemble", resnet, "--heads", "logreg,knn", "--weights", "1,2,3")
     assert code == 1 and "weights must give one number per member (2: logreg, knn)" in err
