@@ -6,7 +6,6 @@ result object; none prints (the CLI does).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -330,11 +329,6 @@ class FitReport:
     figures: tuple[Path, ...] = ()  # PNGs next to the run record (confusion matrix / tail accuracy)
 
 
-def _row_fingerprints(rows: RowTable) -> list[str]:
-    """Short digests of row identities: enough to recognise training rows later, small to store."""
-    return [hashlib.sha256(key.encode()).hexdigest()[:16] for key in rows.row_keys()]
-
-
 def _labelled(features: FeatureSet) -> FeatureSet:
     if features.y is None:
         raise InvalidInputError(
@@ -445,7 +439,7 @@ def fit(
         "provenance_key": features.provenance_key,
         "provenance": features.provenance,
         "split": split.description,
-        "train_rows": _row_fingerprints(features.rows.subset(split.train)),
+        "train_rows": features.rows.subset(split.train).fingerprints(),
         "metrics": metrics,
         # Binary heads: the operating point chosen on out-of-fold training scores (None: argmax).
         "threshold": decision_threshold,
@@ -632,7 +626,7 @@ def evaluate(
     features = _align_labels(_labelled(features), list(loaded.metadata["class_names"]))
     if rows == "unseen":
         seen = set(loaded.metadata.get("train_rows", []))
-        fingerprints = _row_fingerprints(features.rows)
+        fingerprints = features.rows.fingerprints()
         features = features.subset([i for i, fp in enumerate(fingerprints) if fp not in seen])
     if len(features) == 0:
         raise InvalidInputError(

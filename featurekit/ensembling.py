@@ -149,7 +149,7 @@ def ensemble(
         "provenance": reference.provenance if len(aligned) == 1 else None,
         CACHES: None if len(aligned) == 1 else _cache_records(aligned, names, caches),
         "split": split.description,
-        "train_rows": _row_fingerprints(reference.subset(split.train)),
+        "train_rows": reference.subset(split.train).rows.fingerprints(),
         "metrics": metrics,
         "member_metrics": member_metrics,
         "threshold": None,  # votes and stacking decide by argmax; no binary operating point
@@ -214,7 +214,7 @@ def evaluate_on_caches(
     )
     if rows == "unseen":
         seen = set(meta.get("train_rows", []))
-        fingerprints = _row_fingerprints(aligned[0])
+        fingerprints = aligned[0].rows.fingerprints()
         keep = [i for i, fp in enumerate(fingerprints) if fp not in seen]
         aligned = [f.subset(keep) for f in aligned]
     if len(aligned[0]) == 0:
@@ -364,11 +364,6 @@ def _align_classes(features: FeatureSet, model_classes: list[str]) -> FeatureSet
         logger.warning("rows of classes the model does not know are left out: %s", ", ".join(unknown[:10]))
     rows = replace(features.rows, labels=mapped, class_names=list(model_classes))
     return replace(features, rows=rows).subset(np.flatnonzero(mapped >= 0))
-
-
-def _row_fingerprints(features: FeatureSet) -> list[str]:
-    # The same digests as api.fit's, so `evaluate --rows unseen` recognises the training rows.
-    return [hashlib.sha256(key.encode()).hexdigest()[:16] for key in features.rows.row_keys()]
 
 
 def _metrics(

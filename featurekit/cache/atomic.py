@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from featurekit.cache import faults
+
 TMP_MARK = ".tmp-"
 
 
@@ -48,8 +50,6 @@ def replacing(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         fsync_file(tmp)
-        from featurekit.cache import faults
-
         faults.crash_point("before-rename")
         tmp.replace(path)
         fsync_dir(path.parent)

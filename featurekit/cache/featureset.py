@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,10 @@ class RowTable:
             else:
                 keys.append(digest + "@" + ",".join(f"{v:g}" for v in box))
         return keys
+
+    def fingerprints(self) -> list[str]:
+        """Short digests of row identities: enough to recognise training rows later, small to store."""
+        return [hashlib.sha256(key.encode()).hexdigest()[:16] for key in self.row_keys()]
 
     def subset(self, rows: np.ndarray | list[int]) -> RowTable:
         rows = np.asarray(rows, dtype=np.int64)

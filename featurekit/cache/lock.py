@@ -125,3 +125,19 @@ class CacheLock:
         traceback: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def is_locked(cache_path: Path) -> bool:
+    """Whether a live process holds the cache's lock (an extraction or repair is running now)."""
+    path = lock_path(Path(cache_path))
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

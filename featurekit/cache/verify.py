@@ -15,7 +15,7 @@ import numpy as np
 
 from featurekit.cache.checksum import unit_digest
 from featurekit.cache.journal import Journal, UnitProblem
-from featurekit.cache.lock import lock_path
+from featurekit.cache.lock import is_locked
 from featurekit.cache.store import open_cache, read_rows
 
 
@@ -79,7 +79,7 @@ def verify_cache(path: Path) -> VerifyReport:
     journal = Journal(path)
     report.journal_units = len(journal.unit_paths())
     report.journal_damaged = journal.verify()
-    report.extraction_running = _lock_held(lock_path(path))
+    report.extraction_running = is_locked(path)
     if not path.exists():
         if not report.journal_units:
             report.problems.append(f"{path} does not exist")
@@ -135,22 +135,3 @@ def verify_cache(path: Path) -> VerifyReport:
             if reason:
                 report.damaged.append(DamagedUnit(unit, a, b, reason, rows.paths[a] if a < n else ""))
     return report
-
-
-def _lock_held(path: Path) -> bool:
-    import fcntl
-    import os
-
-    if not path.exists():
-        return False
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False

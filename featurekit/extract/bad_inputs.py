@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from featurekit.cache.atomic import replacing
 from featurekit.extract.dataset import BadInput
 
 
@@ -20,11 +20,9 @@ def write_bad_inputs(path: Path, failures: Iterable[BadInput]) -> Path | None:
     if not failures:
         path.unlink(missing_ok=True)
         return None
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with replacing(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "row", "stage", "reason"])
         for bad in failures:
             writer.writerow([bad.path, bad.row, bad.stage, bad.reason])
-    tmp.replace(path)
     return path

@@ -63,11 +63,6 @@ def agree(ranks: Ranks, ok: bool) -> bool:
     return bool(flag.item())
 
 
-def barrier(ranks: Ranks) -> None:
-    if ranks.world > 1:
-        dist.barrier()
-
-
 def finish(ranks: Ranks) -> None:
     """Leave the process group after the last barrier."""
     if ranks.world > 1 and dist.is_initialized():

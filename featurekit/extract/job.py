@@ -103,7 +103,6 @@ def embed_into_journal(
 class Consolidated:
     kept: list[int]  # rows of the request that are in the new cache
     failures: list[BadInput]  # rows that are not (decode failures recorded in the journal)
-    from_journal: int
 
 
 def consolidate(
@@ -125,13 +124,11 @@ def consolidate(
     vectors = np.empty((len(rows), dim), dtype=np.float32)
     kept: list[int] = []
     failures: list[BadInput] = []
-    from_journal = 0
     for i, key in enumerate(keys):
         if cached[i] >= 0 and existing is not None:
             vectors[len(kept)] = existing.X[cached[i]]
         elif key in contents.features:
             vectors[len(kept)] = contents.features[key]
-            from_journal += 1
         else:
             bad = contents.failures.get(key)
             if bad is not None:
@@ -140,4 +137,4 @@ def consolidate(
         kept.append(i)
     write_cache(cache_path, features=vectors[: len(kept)], rows=rows.subset(kept), provenance=provenance)
     faults.crash_point("cache-committed")
-    return Consolidated(kept=kept, failures=failures, from_journal=from_journal)
+    return Consolidated(kept=kept, failures=failures)
