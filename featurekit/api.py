@@ -32,6 +32,8 @@ from featurekit.images import SourceOptions, hash_contents, load_image_index
 from featurekit.images.index import ImageIndex
 from featurekit.persist import check_compatible, load_model, save_model
 from featurekit.reports import RunRecord, write_run_record
+from featurekit.searching import SearchReport as SearchReport  # re-exported
+from featurekit.searching import search as search  # re-exported: api.search(...)
 
 logger = logging.getLogger(__name__)
 

@@ -69,12 +69,20 @@ class CacheLockedError(FeaturekitError, RuntimeError):
     """Another live process is writing the same cache."""
 
 
-class ExtractionInterrupted(FeaturekitError, RuntimeError):
-    """SIGINT or SIGTERM stopped an extraction; committed work is kept and the same command resumes."""
+class Interrupted(FeaturekitError, RuntimeError):
+    """A signal stopped a long command; its finished work is kept and the same command resumes."""
 
     def __init__(self, message: str, *, exit_code: int = 130) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ExtractionInterrupted(Interrupted):
+    """SIGINT or SIGTERM stopped an extraction; committed work is kept and the same command resumes."""
+
+
+class SearchInterrupted(Interrupted):
+    """Ctrl-C stopped a search; every finished trial is logged and the same command resumes."""
 
 
 class CacheDamagedError(FeaturekitError, ValueError):

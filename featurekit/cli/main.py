@@ -19,10 +19,21 @@ from featurekit.cli import (
     fit_cmd,
     list_cmd,
     predict_cmd,
+    search_cmd,
 )
-from featurekit.errors import ExtractionInterrupted, FeaturekitError
+from featurekit.errors import FeaturekitError, Interrupted
 
-COMMANDS = (extract_cmd, fit_cmd, ensemble_cmd, evaluate_cmd, predict_cmd, cache_cmd, list_cmd, demo_cmd)
+COMMANDS = (
+    extract_cmd,
+    fit_cmd,
+    search_cmd,
+    ensemble_cmd,
+    evaluate_cmd,
+    predict_cmd,
+    cache_cmd,
+    list_cmd,
+    demo_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.run(args))
-    except ExtractionInterrupted as exc:  # committed work is kept; the message says how to resume
+    except Interrupted as exc:  # finished work is kept; the message says how to resume
         print(f"featurekit {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
     except FeaturekitError as exc:

@@ -22,7 +22,7 @@ from featurekit.evaluation.multilabel import (
     tail_accuracy_curve,
     voc11_average_precision,
 )
-from featurekit.evaluation.splits import SplitResult, labelled_rows, split_train_test
+from featurekit.evaluation.splits import SplitResult, labelled_rows, split_train_test, split_validation
 
 __all__ = [
     "METRICS",
@@ -44,6 +44,7 @@ __all__ = [
     "save_confusion_matrix_png",
     "save_tail_accuracy_png",
     "split_train_test",
+    "split_validation",
     "tail_accuracy_curve",
     "voc11_average_precision",
 ]

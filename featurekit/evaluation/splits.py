@@ -85,6 +85,61 @@ def split_train_test(
     return SplitResult(train=np.sort(train), test=np.sort(test), description=description)
 
 
+def split_validation(
+    y: np.ndarray,
+    *,
+    groups: np.ndarray | None = None,
+    val_size: float = 0.2,
+    random_state: int = 0,
+) -> SplitResult:
+    """Split training rows (all labelled) into fit and validation rows for a search.
+
+    Group-aware when `groups` is given (no group on both sides; stratified by class when possible),
+    multilabel-stratified for multi-hot y (iterative stratification, Sechidis et al. 2011, so that
+    rare labels reach both sides), stratified for class labels. `train` of the result is the rows a
+    search fits on, `test` the validation rows it scores on.
+    """
+    y = np.asarray(y)
+    if not 0.0 < val_size < 1.0:
+        raise InvalidInputError(f"val_size must be between 0 and 1 (exclusive), got {val_size}")
+    if groups is not None and len(groups) != len(y):
+        raise InvalidInputError(f"groups has {len(groups)} rows but y has {len(y)}; they must match")
+    try:
+        if y.ndim == 2 and groups is None:
+            fit_rows, val_rows, description = _multilabel_stratified_split(
+                y, test_size=val_size, random_state=random_state
+            )
+        else:
+            fit_rows, val_rows, description = _seeded_split(
+                y, groups, test_size=val_size, random_state=random_state
+            )
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"cannot split {len(y)} training rows into fit and validation: {exc}"
+        ) from exc
+    if len(fit_rows) == 0 or len(val_rows) == 0:
+        raise InvalidInputError(
+            f"the validation split left {len(fit_rows)} fit and {len(val_rows)} validation rows; "
+            "add labelled rows (or groups) or change val_size"
+        )
+    description = f"validation: {description}; {len(fit_rows)} fit / {len(val_rows)} validation rows"
+    return SplitResult(train=np.sort(fit_rows), test=np.sort(val_rows), description=description)
+
+
+def _multilabel_stratified_split(
+    y: np.ndarray, *, test_size: float, random_state: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    msss = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=random_state)
+    train, test = next(msss.split(np.zeros((len(y), 1)), y))
+    description = (
+        f"multilabel-stratified: MultilabelStratifiedShuffleSplit(test_size={test_size}, "
+        f"random_state={random_state})"
+    )
+    return train, test, description
+
+
 def _split_by_column(values: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     names = [str(v).strip() for v in values]
     is_train = np.array([v.lower().startswith("train") for v in names], dtype=bool)

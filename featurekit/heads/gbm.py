@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from featurekit.errors import InvalidInputError, MissingDependencyError
 from featurekit.heads._base import HEADS
+from featurekit.heads._space import IntLogUniform, LogUniform, Uniform
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,14 @@ class LightGBMHead(ClassifierMixin, BaseEstimator):
     """
 
     featurekit_preprocessing: ClassVar[str] = "none: trees are invariant to feature scale"
+    # What `featurekit search` tries (random search with successive halving; logreg: the C sweep).
+    featurekit_search_space: ClassVar[dict[str, Any]] = {
+        "learning_rate": LogUniform(0.02, 0.3),
+        "num_leaves": IntLogUniform(4, 128),
+        "min_child_samples": IntLogUniform(2, 100),
+        "colsample_bytree": Uniform(0.1, 1.0),
+        "reg_lambda": LogUniform(1e-3, 10.0),
+    }
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.gbm.LightGBMHead",
         "lightgbm.sklearn.LGBMClassifier",

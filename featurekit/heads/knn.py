@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from featurekit.errors import InvalidInputError
 from featurekit.heads._base import HEADS
+from featurekit.heads._space import Choice, IntLogUniform
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class KNeighborsHead(ClassifierMixin, BaseEstimator):
     featurekit_preprocessing: ClassVar[str] = (
         "l2-normalize: cosine distance, i.e. rows compared as unit vectors (row scale is ignored)"
     )
+    # What `featurekit search` tries (random search with successive halving; logreg: the C sweep).
+    featurekit_search_space: ClassVar[dict[str, Any]] = {
+        "n_neighbors": IntLogUniform(1, 100),
+        "weights": Choice(("uniform", "distance")),
+    }
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.knn.KNeighborsHead",
         "sklearn.neighbors._classification.KNeighborsClassifier",

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from featurekit.errors import InvalidInputError
 from featurekit.heads._base import HEADS
+from featurekit.heads._space import LogUniform
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class LinearSVMHead(ClassifierMixin, BaseEstimator):
     featurekit_preprocessing: ClassVar[str] = (
         "standardize: StandardScaler fitted on the training rows (standardize=False turns it off)"
     )
+    # What `featurekit search` tries (random search with successive halving; logreg: the C sweep).
+    featurekit_search_space: ClassVar[dict[str, Any]] = {"C": LogUniform(1e-6, 1e2)}
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.linear_svm.LinearSVMHead",
         "sklearn.calibration.CalibratedClassifierCV",

@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from featurekit.errors import InvalidInputError
 from featurekit.heads._base import HEADS
+from featurekit.heads._space import LogUniform
 from featurekit.heads.logreg import AUTO_PENALTY
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -41,6 +42,8 @@ class TorchLogisticRegressionHead(ClassifierMixin, BaseEstimator):
     featurekit_preprocessing: ClassVar[str] = (
         "standardize: StandardScaler fitted on the training rows (standardize=False turns it off)"
     )
+    # What `featurekit search` tries (random search with successive halving; logreg: the C sweep).
+    featurekit_search_space: ClassVar[dict[str, Any]] = {"C": LogUniform(1e-6, 1e6)}
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.logreg_torch.TorchLogisticRegressionHead",
         "sklearn.preprocessing._data.StandardScaler",
@@ -94,6 +97,28 @@ class TorchLogisticRegressionHead(ClassifierMixin, BaseEstimator):
             )
 
     def fit(self, X: Any, y: Any) -> TorchLogisticRegressionHead:
+        Xs, targets, weights = self.prepare_fit(X, y)
+        coef, intercept, self.n_iter_ = _solve_lbfgs(
+            Xs,
+            targets,
+            weights,
+            C=self.C_,
+            multilabel=self.multilabel_,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            device=self.device,
+            dtype=self.dtype,
+        )
+        self.coef_, self.intercept_ = coef, intercept
+        return self
+
+    def prepare_fit(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validate, fit the scaler and encode y; returns (standardised X, targets, sample weights).
+
+        Sets every fitted attribute but the solution (coef_, intercept_, n_iter_), which `fit` solves
+        for; `featurekit.search` solves many values of C at once from the same preparation.
+        targets: (N,) class indices, or (N, C) 0/1 for multi-label; weights (N, 1) or (N, C).
+        """
         X, y = validate_data(self, X, y, multi_output=True, dtype=np.float64)
         check_classification_targets(y)
         multilabel = type_of_target(y) == "multilabel-indicator"
@@ -123,19 +148,7 @@ class TorchLogisticRegressionHead(ClassifierMixin, BaseEstimator):
             per_class = self._class_weights(encoded)
             weights = per_class[encoded][:, None]
         self.C_ = 1.0 / (AUTO_PENALTY * X.shape[0]) if self.C == "auto" else float(self.C)
-        coef, intercept, self.n_iter_ = _solve_lbfgs(
-            Xs,
-            targets,
-            weights,
-            C=self.C_,
-            multilabel=multilabel,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            device=self.device,
-            dtype=self.dtype,
-        )
-        self.coef_, self.intercept_ = coef, intercept
-        return self
+        return Xs, targets, weights
 
     def _class_weights(self, encoded: np.ndarray) -> np.ndarray:
         n = len(self.classes_)

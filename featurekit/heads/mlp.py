@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from featurekit.errors import InvalidInputError
 from featurekit.heads._base import HEADS
+from featurekit.heads._space import Choice, LogUniform, Uniform
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ class MLPHead(ClassifierMixin, BaseEstimator):
     featurekit_preprocessing: ClassVar[str] = (
         "standardize: StandardScaler fitted on the training rows (standardize=False turns it off)"
     )
+    # What `featurekit search` tries (random search with successive halving; logreg: the C sweep).
+    featurekit_search_space: ClassVar[dict[str, Any]] = {
+        "hidden_layer_sizes": Choice(((256,), (512,), (1024,), (512, 256))),
+        "dropout": Uniform(0.0, 0.6),
+        "alpha": LogUniform(1e-5, 1e-1),
+        "learning_rate": LogUniform(1e-4, 3e-3),
+    }
     featurekit_persisted_types: ClassVar[tuple[str, ...]] = (
         "featurekit.heads.mlp.MLPHead",
         "sklearn.preprocessing._data.StandardScaler",

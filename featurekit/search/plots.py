@@ -1,0 +1,77 @@
+"""The search plot: validation score against each hyperparameter (and the cached variant)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from featurekit.errors import MissingDependencyError
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
+        raise MissingDependencyError("plots need matplotlib: pip install matplotlib") from exc
+    return plt
+
+
+def save_search_png(
+    rows: list[dict[str, Any]],
+    dimensions: dict[str, bool],
+    path: Path,
+    *,
+    scoring: str,
+    title: str,
+    best: dict[str, Any] | None = None,
+) -> Path:
+    """One panel per dimension: score (y) against the value (x), log axes where `dimensions[name]`.
+
+    `rows`: finished trials, each with "params" (dict), "score" and "group" (a colour: the rung's
+    training rows, or the sweep round). A dimension whose values are not numbers is drawn as categories.
+    """
+    plt = _pyplot()
+    names = list(dimensions) or ["(no hyperparameters)"]
+    ok = [r for r in rows if isinstance(r.get("score"), int | float) and math.isfinite(r["score"])]
+    groups = sorted({r["group"] for r in ok}, key=_sort_key)
+    cmap = plt.get_cmap("viridis")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        values = [r["params"].get(name) for r in ok]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        categories = sorted({str(v) for v in values}) if not numeric else []
+        for g, group in enumerate(groups):
+            members = [r for r in ok if r["group"] == group]
+            xs = [
+                r["params"].get(name) if numeric else categories.index(str(r["params"].get(name)))
+                for r in members
+            ]
+            colour = cmap(g / max(len(groups) - 1, 1))
+            label = f"{group} rows" if isinstance(group, int) else str(group)
+            ax.scatter(xs, [r["score"] for r in members], s=22, color=colour, label=label, alpha=0.85)
+        if best is not None and name in best["params"]:
+            bx = best["params"][name] if numeric else categories.index(str(best["params"][name]))
+            ax.scatter([bx], [best["score"]], marker="*", s=220, color="crimson", zorder=5, label="best")
+        if numeric and dimensions.get(name) and values:
+            ax.set_xscale("log")
+        if categories:
+            ax.set_xticks(range(len(categories)))
+            ax.set_xticklabels(categories, rotation=30, ha="right", fontsize=7)
+        ax.set_xlabel(name)
+        ax.set_ylabel(f"validation {scoring}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, int | float) else (1, str(value))
