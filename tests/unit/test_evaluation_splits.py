@@ -152,3 +152,36 @@ def test_group_split_properties(n: int, n_groups: int, seed: int, test_size: flo
     result = split_train_test(y, groups=groups, test_size=test_size, random_state=seed)
     _check_partition(result.train, result.test, np.flatnonzero(y != -1))
     assert not set(groups[result.train]) & set(groups[result.test])
+
+
+# --------------------------------------------------------------------------- validation splits
+
+
+def test_validation_split_is_multilabel_stratified(rng: np.random.Generator) -> None:
+    from featurekit.evaluation import split_validation
+
+    Y = (rng.random((500, 12)) < np.linspace(0.02, 0.3, 12)).astype(np.uint8)
+    result = split_validation(Y, val_size=0.2, random_state=0)
+    assert "multilabel-stratified" in result.description
+    assert len(result.test) == 100 and not set(result.train) & set(result.test)
+    # Every label with at least 5 positives reaches both sides, in close to the overall proportion.
+    for j in range(12):
+        total = Y[:, j].sum()
+        if total >= 5:
+            assert 0 < Y[result.test, j].sum() < total
+            assert abs(Y[result.test, j].sum() / total - 0.2) < 0.12
+
+
+def test_validation_split_keeps_groups_apart_and_stratifies_classes(rng: np.random.Generator) -> None:
+    from featurekit.evaluation import split_validation
+
+    y = rng.integers(0, 3, 300)
+    groups = np.array([f"g{i // 6}" for i in range(300)], dtype=object)
+    grouped = split_validation(y, groups=groups, val_size=0.2, random_state=1)
+    assert not set(groups[grouped.train]) & set(groups[grouped.test])
+    assert "group-aware" in grouped.description
+    plain = split_validation(y, val_size=0.25, random_state=1)
+    assert "stratified" in plain.description
+    np.testing.assert_allclose(np.bincount(y[plain.test]) / len(plain.test), np.bincount(y) / 300, atol=0.02)
+    with pytest.raises(InvalidInputError, match="val_size"):
+        split_validation(y, val_size=1.0)
