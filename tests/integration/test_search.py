@@ -164,7 +164,7 @@ def test_an_interrupted_search_resumes_where_it_stopped(
     work = tmp_path / "interrupted"
     with monkeypatch.context() as m:
         m.setattr(TrialLog, "append", crash_after_five)
-        with pytest.raises(SearchInterrupted, match="5 finished trials.*run the same command again"):
+        with pytest.raises(SearchInterrupted, match=r"5 finished trials.*run the same command again"):
             _search(four_class, tmp_path, head=head, work_dir=work)
     resumed = _search(four_class, tmp_path, head=head, work_dir=work, out=tmp_path / "resumed.skops")
     assert resumed.seeds[0].trials_resumed == 5

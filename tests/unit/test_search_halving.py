@@ -82,7 +82,7 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on() -> None:
     assert len(failed) == 1 and "diverged" in failed[0].error and failed[0].score == float("-inf")
     assert result.best is not None and result.best.trial == 3
 
-    with pytest.raises(InvalidInputError, match="every candidate of the search failed.*boom"):
+    with pytest.raises(InvalidInputError, match=r"every candidate of the search failed.*boom"):
         successive_halving(
             candidates,
             lambda c, r: (_ for _ in ()).throw(RuntimeError("boom")),

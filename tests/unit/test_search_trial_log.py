@@ -27,7 +27,7 @@ def test_entries_survive_a_reopen_and_a_cut_last_line_is_dropped(tmp_path: Path)
 def test_other_settings_are_refused_unless_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "trials.jsonl"
     TrialLog(path, key="k1", settings={}).append({"trial": 0})
-    with pytest.raises(InvalidInputError, match="other settings.*--overwrite"):
+    with pytest.raises(InvalidInputError, match=r"other settings.*--overwrite"):
         TrialLog(path, key="k2", settings={})
     fresh = TrialLog(path, key="k2", settings={}, overwrite=True)
     assert fresh.entries == []
