@@ -1,0 +1,78 @@
+"""The C sweep on real EfficientNet-Lite0 features of real CIFAR-10 images: both solvers, one answer.
+
+Uses ../shared/data (skipped with a reason when it is absent).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featurekit import api
+from featurekit.cache import load_features
+from featurekit.evaluation import split_train_test
+from featurekit.extract import ExtractionSettings
+from featurekit.heads import make_head
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+
+PER_CLASS = 100
+
+
+@pytest.fixture(scope="module")
+def cifar_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archive = (
+        Path(__file__).resolve().parents[2].parent
+        / "shared"
+        / "data"
+        / "cifar10"
+        / "train_2000_per_class.zip"
+    )
+    if not archive.exists():
+        pytest.skip(f"CIFAR-10 subset not found at {archive} (real data sits in ../shared/data)")
+    root = tmp_path_factory.mktemp("cifar_search")
+    taken: dict[str, int] = {}
+    with zipfile.ZipFile(archive) as zf:
+        for name in sorted(zf.namelist()):
+            parts = name.split("/")
+            if len(parts) == 3 and parts[2].endswith(".jpg") and taken.get(parts[1], 0) < PER_CLASS:
+                zf.extract(name, root)
+                taken[parts[1]] = taken.get(parts[1], 0) + 1
+    report = api.extract(
+        root / "train",
+        backbone="tf_efficientnet_lite0",
+        out=root / "lite0.h5",
+        settings=ExtractionSettings(progress=False, batch_size=32),
+    )
+    assert report.rows == 10 * PER_CLASS
+    return report.cache_path
+
+
+def test_both_solvers_choose_alike_and_agree_at_the_same_C(cifar_cache: Path, tmp_path: Path) -> None:
+    ours = api.search(
+        cifar_cache, head="logreg", device="cpu", reports_dir=tmp_path, out=tmp_path / "a.skops"
+    )
+    sk = api.search(
+        cifar_cache, head="logreg", solver="scikit-learn", reports_dir=tmp_path, out=tmp_path / "b.skops"
+    )
+    C = ours.seeds[0].best_params["C"]
+    assert 1e-5 < C < 1e2  # a real optimum inside the grid, not an edge
+    ratio = sk.seeds[0].best_params["C"] / C
+    assert 10 ** (-1 / 8) - 1e-9 <= ratio <= 10 ** (1 / 8) + 1e-9  # within one grid step
+    assert ours.seeds[0].test_score > 0.6  # pretrained features: far above chance (0.1)
+
+    # At the same C, scikit-learn's lbfgs and the saved featurekit head classify alike: the accuracy
+    # over all 1,000 rows agrees within 0.3 points.
+    features = load_features(cifar_cache)
+    assert features.y is not None
+    split = split_train_test(features.y, test_size=0.2, random_state=0)
+    reference = make_head("logreg", C=C).fit(features.X[split.train], features.y[split.train])
+    from featurekit.persist import load_model
+
+    saved = load_model(tmp_path / "a.skops").estimator
+    acc_ref = np.mean(reference.predict(features.X) == features.y)
+    acc_ours = np.mean(saved.predict(features.X) == features.y)
+    assert abs(acc_ref - acc_ours) <= 0.003
