@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
         for head in heads:
             print(f"{head.name:<16} {head.description}")
             print(f"{'':<16} preprocessing: {head.preprocessing}")
+            if head.search_space:
+                space = "; ".join(f"{k} {v}" for k, v in head.search_space.items())
+                print(f"{'':<16} search space: {space}")
         if not heads:
             print(f"no head matches {args.pattern!r}")
         return 0

@@ -39,6 +39,7 @@ class HeadInfo:
     description: str
     preprocessing: str  # "KIND: note", KIND one of PREPROCESSING_KINDS; "undeclared" when missing
     params: dict[str, Any]  # hyperparameter -> default
+    search_space: dict[str, str]  # what `featurekit search` tunes: hyperparameter -> its range
 
     @property
     def preprocessing_kind(self) -> str:
@@ -84,6 +85,9 @@ def list_heads() -> list[HeadInfo]:
                 description=_describe(factory),
                 preprocessing=str(getattr(factory, "featurekit_preprocessing", "undeclared")),
                 params=_defaults(factory),
+                search_space={
+                    k: v.describe() for k, v in getattr(factory, "featurekit_search_space", {}).items()
+                },
             )
         )
     return infos
