@@ -522,7 +522,8 @@ def _run_halving(
     fit_rows, val_rows, train_rows, test_rows = rows
     y = ctx.y
     names = [v.name for v in ctx.variants]
-    candidates = draw_candidates(space, names, n_trials=n_trials, random_state=seed)
+    defaults = Candidate(trial=0, params=_head_defaults(head, space), variant=_default_variant(ctx.variants))
+    candidates = draw_candidates(space, names, n_trials=n_trials, random_state=seed, defaults=defaults)
     order = interleaved_order(y[fit_rows], random_state=seed)
     n_labels = len(ctx.class_names)
     min_rows = min(len(fit_rows), MIN_ROWS_PER_CLASS * n_labels)
@@ -569,6 +570,23 @@ def _run_halving(
         refit_seconds=refit_seconds,
     )
     return outcome, final, variant
+
+
+def _head_defaults(head: str, space: dict[str, Any]) -> dict[str, Any]:
+    """The head's default value of every searched hyperparameter (what `featurekit fit` uses)."""
+    import inspect
+
+    parameters = inspect.signature(HEADS.get(head)).parameters
+    return {name: parameters[name].default for name in space if name in parameters}
+
+
+def _default_variant(variants: list[FeatureVariant]) -> str:
+    """The whole first cache, as `featurekit fit` uses it (its 'all' variant when it has blocks)."""
+    from featurekit.search.variants import ALL_BLOCKS
+
+    first = [v for v in variants if v.cache_index == 0]
+    whole = [v for v in first if v.blocks is None] + [v for v in first if v.name.endswith(ALL_BLOCKS)]
+    return (whole or first)[0].name
 
 
 def _trial_from_log(entry: dict[str, Any]) -> Trial:

@@ -58,22 +58,33 @@ class HalvingResult:
 
 
 def draw_candidates(
-    space: dict[str, Any], variants: list[str], *, n_trials: int, random_state: int
+    space: dict[str, Any],
+    variants: list[str],
+    *,
+    n_trials: int,
+    random_state: int,
+    defaults: Candidate | None = None,
 ) -> list[Candidate]:
-    """`n_trials` seeded draws from `space`, the cached variant drawn as one more dimension."""
+    """`n_trials` candidates: seeded draws from `space`, the cached variant drawn as one more dimension.
+
+    `defaults` (the head's own defaults on the whole cache) is trial 0 when given, so a search never
+    ends below what `featurekit fit` would have given, as judged on the validation rows.
+    """
     if n_trials < 1:
         raise InvalidInputError(f"n_trials must be at least 1, got {n_trials}")
     from featurekit.heads._space import Choice
 
+    first = [defaults] if defaults is not None else []
     full = dict(space)
     if len(variants) > 1:
         full[VARIANT] = Choice(tuple(variants))
-    if not full:
-        return [Candidate(trial=0, params={}, variant=variants[0])]
-    sampled = list(ParameterSampler(full, n_iter=n_trials, random_state=random_state))
-    return [
+    n_draws = n_trials - len(first)
+    if not full or n_draws < 1:
+        return first or [Candidate(trial=0, params={}, variant=variants[0])]
+    sampled = list(ParameterSampler(full, n_iter=n_draws, random_state=random_state))
+    return first + [
         Candidate(
-            trial=i,
+            trial=len(first) + i,
             params={k: v for k, v in params.items() if k != VARIANT},
             variant=str(params.get(VARIANT, variants[0])),
         )

@@ -198,8 +198,10 @@ def test_halving_searches_the_cached_variant(tmp_path: Path) -> None:
     report = _search(cache, tmp_path, head="knn", n_trials=12, out=tmp_path / "knn.skops")
     assert report.strategy == "halving"
     assert report.seeds[0].best_variant in ("good", "all")
-    variants = {e["variant"] for e in _log(report.work_dir)}
-    assert variants == {"good", "noise", "all"}
+    trials = _log(report.work_dir)
+    assert {e["variant"] for e in trials} == {"good", "noise", "all"}
+    # Trial 0 is what `fit` would use: the head's defaults on the whole cache.
+    assert trials[0]["params"] == {"n_neighbors": 20, "weights": "distance"} and trials[0]["variant"] == "all"
     loaded = load_model(report.model_path)
     expected = ["good"] if report.seeds[0].best_variant == "good" else None
     assert loaded.metadata["feature_blocks"] == expected

@@ -43,6 +43,16 @@ def test_draws_are_seeded_and_cover_the_variants() -> None:
         assert cand.params["kind"] in ("a", "b") and "features" not in cand.params
 
 
+def test_the_defaults_are_trial_zero() -> None:
+    defaults = Candidate(trial=0, params={"C": 1.0}, variant="y")
+    drawn = draw_candidates(SPACE, ["x", "y"], n_trials=5, random_state=0, defaults=defaults)
+    assert drawn[0] == defaults and [c.trial for c in drawn] == [0, 1, 2, 3, 4]
+    assert drawn[1:] == [
+        Candidate(trial=c.trial + 1, params=c.params, variant=c.variant)
+        for c in draw_candidates(SPACE, ["x", "y"], n_trials=4, random_state=0)
+    ]
+
+
 def test_every_prefix_of_the_interleaved_order_is_stratified() -> None:
     y = np.repeat(np.arange(4), [400, 200, 100, 100])
     order = interleaved_order(y, random_state=0)
