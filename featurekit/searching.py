@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("auto", "sweep", "halving")
 SWEEP_HEADS = ("logreg", "logreg-torch")
+SEARCH_VERSION = 2  # 2: the head's defaults are trial 0 and reach the last rung
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ def search(
     saved_head = _saved_head(head, strategy, solver)
     base_params = _base_params(saved_head, strategy, class_weight=class_weight, device=device)
     settings = {
+        # Bumped when the way trials are drawn or scored changes, so old logs are not mixed in.
+        "search_version": SEARCH_VERSION,
         "head": head,
         "saved_head": saved_head,
         "strategy": strategy,
@@ -544,7 +547,14 @@ def _run_halving(
 
     searched = time.perf_counter()
     result = successive_halving(
-        candidates, evaluate, order=order, factor=factor, min_rows=min_rows, known=known, on_trial=log_trial
+        candidates,
+        evaluate,
+        order=order,
+        factor=factor,
+        min_rows=min_rows,
+        known=known,
+        on_trial=log_trial,
+        protected=frozenset({defaults.trial}),
     )
     search_seconds = time.perf_counter() - searched
     assert result.best is not None

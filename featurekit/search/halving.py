@@ -141,11 +141,15 @@ def successive_halving(
     min_rows: int,
     known: dict[tuple[int, int], Trial] | None = None,
     on_trial: Callable[[Trial], None] | None = None,
+    protected: frozenset[int] = frozenset(),
 ) -> HalvingResult:
     """Run the rungs; `evaluate(candidate, rows)` fits on `rows` (indices into the fit rows), scores.
 
     `known`: trials of an interrupted earlier run, by (trial, rung); they are not fitted again. A fit
-    that raises is recorded as failed (score -inf) and the search goes on.
+    that raises is recorded as failed (score -inf) and the search goes on. `protected` trials (the
+    head's defaults) go on to every rung whatever their early score: a configuration that learns
+    slowly (a low learning rate with many trees) looks poor on few rows, and the final comparison on
+    all rows must still include what `fit` would have used.
     """
     import time
 
@@ -183,7 +187,10 @@ def successive_halving(
             result.trials.append(trial)
         ranked = sorted(zip(scored, alive, strict=True), key=lambda pair: (-pair[0].score, pair[0].trial))
         if rung + 1 < len(rungs):
-            alive = [cand for _, cand in ranked[: rungs[rung + 1][0]]]
+            kept = [cand for _, cand in ranked[: rungs[rung + 1][0]]]
+            rest = ranked[rungs[rung + 1][0] :]
+            extra = [c for t, c in rest if c.trial in protected and t.status == "ok"]
+            alive = kept + extra
         else:
             result.best = ranked[0][0]
     if result.best is None or result.best.status != "ok":

@@ -79,6 +79,24 @@ def test_the_best_candidate_wins_and_bad_ones_stop_early() -> None:
     assert len(seen) == 9 + 3 + 1
 
 
+def test_protected_defaults_reach_the_last_rung_and_win_when_best_there() -> None:
+    """A slow learner (trial 0) scores worst on few rows but best on all: protection keeps it."""
+    candidates = [Candidate(trial=i, params={}, variant="all") for i in range(9)]
+
+    def evaluate(cand: Candidate, rows: np.ndarray) -> float:
+        if cand.trial == 0:
+            return 0.2 if len(rows) < 900 else 0.95
+        return 0.5 + 0.01 * cand.trial
+
+    plain = successive_halving(candidates, evaluate, order=np.arange(900), min_rows=10)
+    assert plain.best is not None and plain.best.trial == 8
+    kept = successive_halving(
+        candidates, evaluate, order=np.arange(900), min_rows=10, protected=frozenset({0})
+    )
+    assert kept.best is not None and kept.best.trial == 0
+    assert [t.trial for t in kept.trials if t.n_train == 900] == [8, 0]  # one extra full fit
+
+
 def test_a_failing_candidate_is_recorded_and_the_search_goes_on() -> None:
     candidates = [Candidate(trial=i, params={"q": i}, variant="all") for i in range(4)]
 
