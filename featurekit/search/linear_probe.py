@@ -70,12 +70,13 @@ class BatchedSweepSolver:
             "logreg-torch", C=1.0, class_weight=class_weight, device=device, max_iter=max_iter, tol=tol
         )
         self.device, self.dtype, self.max_iter, self.tol = device, dtype, max_iter, tol
-        self._prepared: tuple[int, Any, Any] | None = None  # (id of X, prepared head, solver)
+        # (X, prepared head, solver): X itself is held, so "is" cannot match a new array at a freed address
+        self._prepared: tuple[np.ndarray, Any, Any] | None = None
 
     def _prepare(self, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
         from featurekit.search.batched_logreg import BatchedLogisticSolver
 
-        if self._prepared is not None and self._prepared[0] == id(X):
+        if self._prepared is not None and self._prepared[0] is X:
             return self._prepared[1], self._prepared[2]
         head = clone(self.template)
         Xs, targets, weights = head.prepare_fit(X, y)
@@ -91,7 +92,7 @@ class BatchedSweepSolver:
             max_iter=self.max_iter,
             tol=self.tol,
         )
-        self._prepared = (id(X), head, solver)
+        self._prepared = (X, head, solver)
         return head, solver
 
     def fit_many(self, X: np.ndarray, y: np.ndarray, Cs: list[float], warm: list[Any]) -> list[Any]:

@@ -78,6 +78,10 @@ def test_cli_sweep_writes_model_trials_plot_and_record(
     assert features.y is not None
     split = split_train_test(features.y, test_size=0.2, random_state=0)
     assert loaded.metadata["train_rows"] == features.rows.subset(split.train).fingerprints()
+    # ... and the head really was fitted on them: its scaler holds their mean.
+    np.testing.assert_allclose(
+        loaded.estimator.scaler_.mean_, features.X[split.train].astype(np.float64).mean(axis=0)
+    )
 
     work = Path(search["work_dir"])
     with (work / "trials.csv").open() as fh:

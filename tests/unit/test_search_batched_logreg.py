@@ -97,3 +97,26 @@ def test_rejects_bad_values() -> None:
         BatchedLogisticSolver(X, y, device="cpu").solve([0.0])
     with pytest.raises(InvalidInputError, match="max_iter"):
         BatchedLogisticSolver(X, y, device="cpu", max_iter=0)
+
+
+def test_the_sweep_solver_never_reuses_a_preparation_for_other_features() -> None:
+    """Regression: the prepared solver was cached by id(X); a new array at a freed address matched it."""
+    from featurekit.search.linear_probe import BatchedSweepSolver
+
+    X, y = _data(3, n=300)
+    solver = BatchedSweepSolver(device="cpu")
+
+    def fit_on_a_temporary() -> int:
+        temporary = X[:200].copy()
+        solver.fit_many(temporary, y[:200], [1.0], [None])
+        return id(temporary)
+
+    old = fit_on_a_temporary()
+    for _ in range(200):  # try to get a new array at the freed address (what the old cache matched)
+        other = X[100:300] * 2.0
+        if id(other) == old:
+            break
+    refit = solver.fit_many(other, y[100:300], [1.0], [None])[0]
+    fresh = BatchedSweepSolver(device="cpu").fit_many(other, y[100:300], [1.0], [None])[0]
+    np.testing.assert_allclose(refit.coef_, fresh.coef_)
+    np.testing.assert_allclose(refit.scaler_.mean_, other.mean(axis=0))
