@@ -72,6 +72,8 @@ class SeedOutcome:
     trials_resumed: int  # read back from an interrupted earlier call
     search_seconds: float
     refit_seconds: float
+    threshold: float | None = None  # binary: the operating point chosen on training rows
+    label_thresholds: list[float] | None = None  # multi-label: one per label, from training rows
 
 
 @dataclass(frozen=True)
@@ -110,12 +112,17 @@ def search(
     work_dir: Path | None = None,
     reports_dir: Path = Path("reports"),
     overwrite: bool = False,
+    threshold: str = "eer",
+    label_thresholds: str = "f1",
 ) -> SearchReport:
     """Search `head`'s hyperparameters (and the cached variant) on `caches`; save the refitted winner.
 
     `strategy` "auto" is the linear-probe sweep for logreg / logreg-torch and halving for every other
     head. `solver` ("featurekit" or "scikit-learn") fits the sweep. Trials are logged to
     `work_dir/trials.jsonl` as they finish, so the same call resumes an interrupted search.
+    The winner's operating point is chosen as `fit` chooses it, on out-of-fold scores of the training
+    rows: `threshold` ("eer", "min-hter", "argmax") for binary tasks, `label_thresholds` ("f1", "0.5")
+    per label for multi-label tasks; the test metrics are scored at it and it is saved with the model.
     """
     started = time.perf_counter()
     paths = [Path(caches)] if isinstance(caches, str | Path) else [Path(c) for c in caches]
@@ -124,6 +131,14 @@ def search(
         raise InvalidInputError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if seeds < 1:
         raise InvalidInputError(f"seeds must be at least 1, got {seeds}")
+    from featurekit.evaluation.operating_point import LABEL_THRESHOLD_RULES, THRESHOLD_RULES
+
+    if threshold not in THRESHOLD_RULES:
+        raise InvalidInputError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}, got {threshold!r}")
+    if label_thresholds not in LABEL_THRESHOLD_RULES:
+        raise InvalidInputError(
+            f"label_thresholds must be one of {', '.join(LABEL_THRESHOLD_RULES)}, got {label_thresholds!r}"
+        )
     space = _declared_space(head) if strategy == "halving" else {}
     sets, names = _load_aligned(paths)
     reference = sets[0]
@@ -174,6 +189,9 @@ def search(
         multilabel=reference.multilabel,
         scoring=scoring,
         log=log,
+        groups=reference.groups,
+        threshold_rule=threshold,
+        label_threshold_rule=label_thresholds,
     )
     try:
         outcomes, finals = _run_seeds(
@@ -227,10 +245,11 @@ def search(
         "split": split.description,
         "train_rows": features.rows.subset(split.train).fingerprints(),
         "metrics": first.test_metrics,
-        "threshold": None,  # argmax; choose an operating point with `fit --threshold` if needed
-        "threshold_rule": None,
-        "label_thresholds": None,
-        "label_threshold_rule": None,
+        # Chosen like fit's, on out-of-fold scores of the training rows, for the winner.
+        "threshold": first.threshold,
+        "threshold_rule": threshold if context.binary else None,
+        "label_thresholds": first.label_thresholds,
+        "label_threshold_rule": label_thresholds if reference.multilabel else None,
         "resample": "none",
         "n_train_fitted": len(split.train),
         "search": search_record,
@@ -296,6 +315,34 @@ class _Context:
     multilabel: bool
     scoring: str
     log: TrialLog
+    groups: np.ndarray | None = None
+    threshold_rule: str = "eer"
+    label_threshold_rule: str = "f1"
+
+    @property
+    def binary(self) -> bool:
+        return not self.multilabel and len(self.class_names) == 2
+
+    def operating_point(
+        self, head: Any, X: np.ndarray, rows: np.ndarray, *, seed: int
+    ) -> tuple[float | None, list[float] | None]:
+        """`fit`'s operating point for the winner, from out-of-fold scores of the training `rows` only:
+        binary tasks a threshold (`threshold_rule`), multi-label tasks one per label."""
+        from sklearn.base import clone
+
+        from featurekit.evaluation.operating_point import choose_label_thresholds, choose_threshold
+
+        groups = None if self.groups is None else self.groups[rows]
+        y = self.y[rows]
+        if self.binary:
+            rule = self.threshold_rule
+            return choose_threshold(clone(head), X, y, rule=rule, groups=groups, random_state=seed), None
+        if self.multilabel:
+            rule = self.label_threshold_rule
+            return None, choose_label_thresholds(
+                clone(head), X, y, rule=rule, groups=groups, random_state=seed
+            )
+        return None, None
 
     def score(self, head: Any, X: np.ndarray, y: np.ndarray) -> float:
         classes = None if self.multilabel else np.asarray(head.classes_)
@@ -303,17 +350,38 @@ class _Context:
             self.scoring, y, head.predict_proba(X), classes=classes, n_classes=len(self.class_names)
         )
 
-    def test(self, head: Any, X: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, Any]]:
-        """The scoring and every `fit` metric on the test rows (the only place test rows are read)."""
+    def test(
+        self,
+        head: Any,
+        X: np.ndarray,
+        y: np.ndarray,
+        *,
+        threshold: float | None = None,
+        label_thresholds: list[float] | None = None,
+    ) -> tuple[float, dict[str, Any]]:
+        """The scoring and every `fit` metric on the test rows (the only place test rows are read),
+        at the operating point chosen on training rows, as `fit` scores."""
         proba = np.asarray(head.predict_proba(X))
         if self.multilabel:
-            y_pred = (proba >= 0.5).astype(np.int64)
+            cuts = np.asarray(label_thresholds if label_thresholds is not None else 0.5, dtype=np.float64)
+            y_pred = (proba >= cuts).astype(np.int64)
         else:
             proba = expand_proba(proba, classes=head.classes_, n_classes=len(self.class_names))
-            y_pred = np.argmax(proba, axis=1)
-        metrics = compute_metrics(y, proba=proba, y_pred=y_pred, class_names=self.class_names)
-        score = validation_score(self.scoring, y, proba, classes=None, n_classes=len(self.class_names))
-        return score, metrics
+            y_pred = (
+                np.argmax(proba, axis=1) if threshold is None else (proba[:, 1] >= threshold).astype(np.int64)
+            )
+        metrics = compute_metrics(
+            y,
+            proba=proba,
+            y_pred=y_pred,
+            class_names=self.class_names,
+            threshold=threshold,
+            label_thresholds=label_thresholds if self.multilabel else None,
+        )
+        score = metrics.get(self.scoring)
+        if not isinstance(score, int | float):
+            score = validation_score(self.scoring, y, proba, classes=None, n_classes=len(self.class_names))
+        return float(score), metrics
 
 
 def _resolve_strategy(strategy: str, head: str) -> str:
@@ -492,7 +560,10 @@ def _run_sweep(
     X = ctx.matrices(variant.name)
     final = sweep_solver.fit_many(X[train_rows], y[train_rows], [sweep.best_C], [peak_head])[0]
     refit_seconds = time.perf_counter() - refit_started
-    test_score, metrics = ctx.test(final, X[test_rows], y[test_rows])
+    threshold, label_thresholds = ctx.operating_point(final, X[train_rows], train_rows, seed=seed)
+    test_score, metrics = ctx.test(
+        final, X[test_rows], y[test_rows], threshold=threshold, label_thresholds=label_thresholds
+    )
     outcome_ = SeedOutcome(
         seed=seed,
         best_params={"C": sweep.best_C},
@@ -505,6 +576,8 @@ def _run_sweep(
         trials_resumed=resumed,
         search_seconds=search_seconds,
         refit_seconds=refit_seconds,
+        threshold=threshold,
+        label_thresholds=label_thresholds,
     )
     return outcome_, final, variant
 
@@ -564,7 +637,10 @@ def _run_halving(
     X = ctx.matrices(variant.name)
     final = make_head(head, **base_params, **winner.params).fit(X[train_rows], y[train_rows])
     refit_seconds = time.perf_counter() - refit_started
-    test_score, metrics = ctx.test(final, X[test_rows], y[test_rows])
+    threshold, label_thresholds = ctx.operating_point(final, X[train_rows], train_rows, seed=seed)
+    test_score, metrics = ctx.test(
+        final, X[test_rows], y[test_rows], threshold=threshold, label_thresholds=label_thresholds
+    )
     resumed = sum(1 for t in result.trials if (t.trial, t.rung) in known)
     outcome = SeedOutcome(
         seed=seed,
@@ -578,6 +654,8 @@ def _run_halving(
         trials_resumed=resumed,
         search_seconds=search_seconds,
         refit_seconds=refit_seconds,
+        threshold=threshold,
+        label_thresholds=label_thresholds,
     )
     return outcome, final, variant
 

@@ -39,6 +39,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=1, help="repeat the whole search K times; mean ± std")
     p.add_argument("--class-weight", choices=("balanced", "none"), default="none")
+    p.add_argument(
+        "--threshold",
+        choices=("eer", "min-hter", "argmax"),
+        default="eer",
+        help="binary tasks: the winner's decision threshold, chosen as fit chooses it (default: eer)",
+    )
+    p.add_argument(
+        "--label-thresholds",
+        choices=("f1", "0.5"),
+        default="f1",
+        help="multi-label tasks: the winner's per-label thresholds, as fit (default: f1)",
+    )
     p.add_argument("--features", type=comma_names, help="only these blocks of a multi-block cache")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction, as in fit")
@@ -75,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         overwrite=args.overwrite,
         reports_dir=args.reports_dir,
+        threshold=args.threshold,
+        label_thresholds=args.label_thresholds,
     )
     print(f"search ({report.strategy}) for {args.head}, scored by validation {report.scoring}")
     print(f"test rows: {report.test_split}")
@@ -92,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if len(report.seeds) > 1:
         for name, stat in report.summary.items():
             print(f"  {name}: {stat['mean']:.4f} ± {stat['std']:.4f}")
+    first = report.seeds[0]
+    if first.threshold is not None:
+        print(f"decision threshold {first.threshold:.4f} ({args.threshold}, out-of-fold training scores)")
     print(f"model ({report.head}, refit on train + validation) saved to {report.model_path}")
     print(f"trials: {report.trials_csv}; plot: {report.plot_path}; run record: {report.run_record_path}")
     return 0

@@ -127,7 +127,9 @@ def test_the_search_never_sees_the_test_rows(
 
     seen_by_test: list[int] = []
 
-    def spy_test(self: searching._Context, head: object, X: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+    def spy_test(
+        self: searching._Context, head: object, X: np.ndarray, y: np.ndarray, **_: object
+    ) -> tuple[float, dict]:
         seen_by_test.append(len(X))
         assert np.isnan(X).all()  # exactly the poisoned rows, and only here
         return 0.0, {}
@@ -226,6 +228,7 @@ def test_multilabel_search_uses_map_and_a_multilabel_stratified_split(tmp_path: 
     assert report.scoring == "average_precision"
     assert "multilabel-stratified" in report.seeds[0].validation_split
     assert report.seeds[0].test_metrics["average_precision"] > 0.7
+    assert report.seeds[0].label_thresholds is not None and len(report.seeds[0].label_thresholds) == 4
     knn = _search(cache, tmp_path, head="knn", n_trials=6)
     assert knn.seeds[0].test_metrics["average_precision"] > 0.6
 
@@ -234,8 +237,16 @@ def test_group_aware_validation(tmp_path: Path) -> None:
     X, y = make_classification(n_samples=300, n_features=10, random_state=2)
     groups = np.array([f"subject{i % 30}" for i in range(300)], dtype=object)
     cache = _cache(tmp_path / "g.h5", X=X, y=y.astype(np.int64), class_names=["no", "yes"], groups=groups)
-    report = _search(cache, tmp_path, head="logreg")
+    report = _search(cache, tmp_path, head="logreg", out=tmp_path / "binary.skops")
     assert "no group on both sides" in report.seeds[0].validation_split
+    # Binary: the winner gets fit's operating point (EER on out-of-fold training scores), saved and
+    # used by evaluate, which reproduces the search's test metrics.
+    threshold = report.seeds[0].threshold
+    assert threshold is not None and 0 < threshold < 1
+    loaded = load_model(report.model_path)
+    assert loaded.metadata["threshold"] == threshold and loaded.metadata["threshold_rule"] == "eer"
+    evaluated = api.evaluate(report.model_path, cache)
+    assert evaluated.metrics["hter"] == pytest.approx(report.seeds[0].test_metrics["hter"])
 
 
 def test_clear_errors(four_class: Path, tmp_path: Path) -> None:
