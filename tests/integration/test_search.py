@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification
 
-from featurekit import api, searching
+from featurekit import api
 from featurekit.cache import RowTable, load_features, write_cache
 from featurekit.cli.main import main
 from featurekit.errors import SearchInterrupted
 from featurekit.evaluation import split_train_test
 from featurekit.persist import load_model
+from featurekit.search.runner import SearchContext
 from featurekit.search.trial_log import TrialLog
 
 
@@ -128,7 +129,7 @@ def test_the_search_never_sees_the_test_rows(
     seen_by_test: list[int] = []
 
     def spy_test(
-        self: searching._Context, head: object, X: np.ndarray, y: np.ndarray, **_: object
+        self: SearchContext, head: object, X: np.ndarray, y: np.ndarray, **_: object
     ) -> tuple[float, dict]:
         seen_by_test.append(len(X))
         assert np.isnan(X).all()  # exactly the poisoned rows, and only here
@@ -137,7 +138,7 @@ def test_the_search_never_sees_the_test_rows(
     for head in ("logreg", "knn"):
         clean = _search(four_class, tmp_path, head=head, work_dir=tmp_path / f"clean-{head}", n_trials=9)
         with monkeypatch.context() as m:
-            m.setattr(searching._Context, "test", spy_test)
+            m.setattr(SearchContext, "test", spy_test)
             dirty = _search(poisoned, tmp_path, head=head, work_dir=tmp_path / f"dirty-{head}", n_trials=9)
         assert seen_by_test[-1] == len(split.test)
         clean_trials = [{k: v for k, v in e.items() if k != "seconds"} for e in _log(clean.work_dir)]
