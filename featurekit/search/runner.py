@@ -193,9 +193,9 @@ def run_sweep(
     y = ctx.y
     sweep_solver = make_sweep_solver(solver, class_weight=class_weight, device=device)
     searched = time.perf_counter()
-    best: tuple[float, int, Any, FeatureVariant, Any] | None = None
+    best: tuple[float, Any, FeatureVariant, Any] | None = None  # score, sweep, variant, peak head
     fitted = resumed = 0
-    for order, variant in enumerate(ctx.variants):
+    for variant in ctx.variants:
         X = ctx.matrices(variant.name)
         known = {
             int(e["index"]): float(e["score"])
@@ -218,10 +218,10 @@ def run_sweep(
         )
         fitted += len(outcome.trials)
         score = outcome.sweep.best_score
-        if best is None or score > best[0]:
-            best = (score, order, outcome.sweep, variant, outcome.best_head)
+        if best is None or score > best[0]:  # ties keep the earlier variant
+            best = (score, outcome.sweep, variant, outcome.best_head)
     assert best is not None
-    val_score, _order, sweep, variant, peak_head = best
+    val_score, sweep, variant, peak_head = best
     search_seconds = time.perf_counter() - searched
     refit_started = time.perf_counter()
     X = ctx.matrices(variant.name)
