@@ -29,7 +29,7 @@ from featurekit.cache import FeatureSet, load_features
 from featurekit.cache.alignment import align_feature_sets
 from featurekit.errors import InvalidInputError, SearchInterrupted
 from featurekit.evaluation import split_train_test
-from featurekit.heads import HEADS
+from featurekit.heads import HEADS, head_defaults
 from featurekit.persist import save_model
 from featurekit.reports import RunRecord, write_run_record
 from featurekit.search.halving import DEFAULT_FACTOR, DEFAULT_N_TRIALS
@@ -307,7 +307,7 @@ def _base_params(head: str, strategy: str, *, class_weight: str | None, device: 
     """Fixed (not searched) parameters the head takes: class_weight, device."""
     if strategy == "sweep":
         return {"class_weight": class_weight}
-    defaults = set(_init_params(head))
+    defaults = head_defaults(head)
     params: dict[str, Any] = {}
     if class_weight is not None:
         if "class_weight" not in defaults:
@@ -316,12 +316,6 @@ def _base_params(head: str, strategy: str, *, class_weight: str | None, device: 
     if "device" in defaults and device != "auto":
         params["device"] = device
     return params
-
-
-def _init_params(head: str) -> list[str]:
-    import inspect
-
-    return list(inspect.signature(HEADS.get(head)).parameters)
 
 
 def _load_aligned(paths: list[Path]) -> tuple[list[FeatureSet], list[str]]:

@@ -61,10 +61,15 @@ def _defaults(factory: HeadFactory) -> dict[str, Any]:
     }
 
 
+def head_defaults(name: str) -> dict[str, Any]:
+    """Every hyperparameter of the registered head `name` with its default value."""
+    return _defaults(HEADS.get(name))
+
+
 def make_head(name: str, **params: Any) -> BaseEstimator:
     """An unfitted head by registry name, e.g. `make_head("logreg", C=0.1)`."""
     factory = HEADS.get(name)
-    allowed = _defaults(factory)
+    allowed = head_defaults(name)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise InvalidInputError(

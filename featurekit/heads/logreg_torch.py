@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from featurekit.errors import InvalidInputError
 from featurekit.heads._base import HEADS
 from featurekit.heads._space import LogUniform
+from featurekit.heads._torch import torch_device
 from featurekit.heads.logreg import AUTO_PENALTY
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -210,11 +211,7 @@ def _solve_lbfgs(
     """Minimise the weighted, L2-penalised log loss; returns (coef (K', D), intercept (K',), n_iter)."""
     import torch  # lazily: `import featurekit.heads` never pays for torch
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} asked for, but CUDA is not available; use device='cpu'")
-    dev = torch.device(device)
+    dev = torch_device(device)
     if dtype == "auto":  # float32 where it is fast (GPU); float64 on the CPU, as scikit-learn computes
         dtype = "float32" if dev.type == "cuda" else "float64"
     tdtype = torch.float64 if dtype == "float64" else torch.float32

@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from featurekit.errors import InvalidInputError
 from featurekit.heads._base import HEADS
 from featurekit.heads._space import Choice, LogUniform, Uniform
+from featurekit.heads._torch import torch_device
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +184,7 @@ def _train(
     """Fit the network; returns its layers as numpy (weight, bias) pairs, epochs run, best val loss."""
     import torch  # lazily: `import featurekit.heads` never pays for torch
 
-    device = head.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} asked for, but CUDA is not available; use device='cpu'")
-    dev = torch.device(device)
+    dev = torch_device(head.device)
     seed = 0 if head.random_state is None else int(head.random_state)
     generator = torch.Generator().manual_seed(seed)
     outputs = targets.shape[1] if head.multilabel_ else len(head.classes_)

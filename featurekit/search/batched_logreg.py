@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from featurekit.errors import InvalidInputError
+from featurekit.heads._torch import torch_device
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class BatchedLogisticSolver:
             raise InvalidInputError(f"max_iter must be at least 1, got {max_iter}")
         if not tol > 0:
             raise InvalidInputError(f"tol must be positive, got {tol}")
-        self.device = _resolve_device(device)
+        self.device = torch_device(device)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         self.max_iter, self.tol = max_iter, tol
         # scipy's ftol as scikit-learn sets it (64·eps of float64), in float32 too: a looser float32
@@ -275,13 +276,3 @@ class BatchedLogisticSolver:
             _, g_here = self._objective(theta[p], penalty[p])
             new_g[p] = g_here
         return new_t, new_f, new_g, ok
-
-
-def _resolve_device(device: str) -> Any:
-    import torch
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} asked for, but CUDA is not available; use device='cpu'")
-    return torch.device(device)

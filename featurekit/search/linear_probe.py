@@ -14,6 +14,7 @@ sweeps choose comparably; `bench/search_speed.py` runs the two side by side.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from sklearn.base import clone
 
 from featurekit.errors import InvalidInputError
 from featurekit.heads import make_head
-from featurekit.search.c_sweep import SweepResult, nearest_solved, parametric_binary_search
+from featurekit.search.c_sweep import SweepResult, c_grid, nearest_solved, parametric_binary_search
 from featurekit.search.scoring import validation_score
 
 logger = logging.getLogger(__name__)
@@ -145,8 +146,6 @@ def _fit_clone(template: Any, X: np.ndarray, y: np.ndarray, C: float) -> Any:
 
 
 def _cpu_jobs(n_jobs: int) -> int:
-    import os
-
     cores = os.cpu_count() or 1
     return cores if n_jobs in (-1, 0) else max(1, min(n_jobs, cores))
 
@@ -186,13 +185,13 @@ def sweep_c(
     heads: dict[int, Any] = {}
     trials: list[CTrial] = []
     known = dict(known or {})
+    grid = c_grid()
 
     def score(indices: list[int]) -> dict[int, float]:
         out = {i: known[i] for i in indices if i in known}
         todo = [i for i in indices if i not in known]
         if not todo:
             return out
-        grid = sweep_grid
         nearest = [nearest_solved(i, sorted(heads)) for i in todo]
         warm = [None if j is None else heads[j] for j in nearest]
         started = time.perf_counter()
@@ -217,10 +216,7 @@ def sweep_c(
             out[i] = s
         return out
 
-    from featurekit.search.c_sweep import c_grid
-
-    sweep_grid = c_grid()
-    result = parametric_binary_search(score, grid=sweep_grid)
+    result = parametric_binary_search(score, grid=grid)
     return SweepOutcome(sweep=result, trials=trials, best_head=heads.get(result.peak))
 
 

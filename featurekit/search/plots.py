@@ -9,17 +9,6 @@ from typing import Any
 from featurekit.errors import MissingDependencyError
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
-        raise MissingDependencyError("plots need matplotlib: pip install matplotlib") from exc
-    return plt
-
-
 def save_search_png(
     rows: list[dict[str, Any]],
     dimensions: dict[str, bool],
@@ -34,12 +23,21 @@ def save_search_png(
     `rows`: finished trials, each with "params" (dict), "score" and "group" (a colour: the rung's
     training rows, or the sweep round). A dimension whose values are not numbers is drawn as categories.
     """
-    plt = _pyplot()
+    # matplotlib's Agg canvas directly, as evaluation/confusion.py: no pyplot, no change to the
+    # caller's backend (a notebook keeps its own).
+    try:
+        from matplotlib import colormaps
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
+        raise MissingDependencyError("the search plot needs matplotlib: pip install matplotlib") from exc
     names = list(dimensions) or ["(no hyperparameters)"]
     ok = [r for r in rows if isinstance(r.get("score"), int | float) and math.isfinite(r["score"])]
     groups = sorted({r["group"] for r in ok}, key=_sort_key)
-    cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    cmap = colormaps["viridis"]
+    fig = Figure(figsize=(4.2 * len(names), 3.6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         values = [r["params"].get(name) for r in ok]
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
@@ -69,7 +67,6 @@ def save_search_png(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

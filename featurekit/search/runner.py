@@ -16,7 +16,7 @@ import numpy as np
 
 from featurekit.cache import FeatureSet
 from featurekit.evaluation import compute_metrics, expand_proba, split_validation
-from featurekit.heads import HEADS, make_head
+from featurekit.heads import head_defaults, make_head
 from featurekit.search.halving import (
     MIN_ROWS_PER_CLASS,
     Candidate,
@@ -265,7 +265,9 @@ def run_halving(
     fit_rows, val_rows, train_rows, test_rows = rows
     y = ctx.y
     names = [v.name for v in ctx.variants]
-    defaults = Candidate(trial=0, params=head_defaults(head, space), variant=default_variant(ctx.variants))
+    # Trial 0: what `featurekit fit` uses, the head's defaults of every searched hyperparameter.
+    fit_params = {k: v for k, v in head_defaults(head).items() if k in space}
+    defaults = Candidate(trial=0, params=fit_params, variant=default_variant(ctx.variants))
     candidates = draw_candidates(space, names, n_trials=n_trials, random_state=seed, defaults=defaults)
     order = interleaved_order(y[fit_rows], random_state=seed)
     n_labels = len(ctx.class_names)
@@ -325,14 +327,6 @@ def run_halving(
         label_thresholds=label_thresholds,
     )
     return outcome, final, variant
-
-
-def head_defaults(head: str, space: dict[str, Any]) -> dict[str, Any]:
-    """The head's default value of every searched hyperparameter (what `featurekit fit` uses)."""
-    import inspect
-
-    parameters = inspect.signature(HEADS.get(head)).parameters
-    return {name: parameters[name].default for name in space if name in parameters}
 
 
 def default_variant(variants: list[FeatureVariant]) -> str:

@@ -6,7 +6,7 @@ weights. Uses ../shared/data (skipped with a reason when it is absent).
 
 from __future__ import annotations
 
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,29 +20,10 @@ PER_CLASS = 40
 
 
 @pytest.fixture(scope="module")
-def cifar_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    archive = (
-        Path(__file__).resolve().parents[2].parent
-        / "shared"
-        / "data"
-        / "cifar10"
-        / "train_2000_per_class.zip"
-    )
-    if not archive.exists():
-        pytest.skip(f"CIFAR-10 subset not found at {archive} (real data sits in ../shared/data)")
-    root = tmp_path_factory.mktemp("cifar")
-    taken: dict[str, int] = {}
-    with zipfile.ZipFile(archive) as zf:
-        for name in sorted(zf.namelist()):
-            parts = name.split("/")
-            if len(parts) != 3 or not parts[2].endswith(".jpg"):
-                continue
-            cls = parts[1]
-            if taken.get(cls, 0) < PER_CLASS:
-                zf.extract(name, root)
-                taken[cls] = taken.get(cls, 0) + 1
-    assert len(taken) == 10
-    return root / "train"
+def cifar_subset(
+    tmp_path_factory: pytest.TempPathFactory, unpack_cifar_subset: Callable[[Path, int], Path]
+) -> Path:
+    return unpack_cifar_subset(tmp_path_factory.mktemp("cifar"), PER_CLASS)
 
 
 def _accuracy(data: Path, tmp_path: Path, weights: str | None) -> float:

@@ -5,7 +5,7 @@ Uses ../shared/data (skipped with a reason when it is absent).
 
 from __future__ import annotations
 
-import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,26 +23,13 @@ PER_CLASS = 100
 
 
 @pytest.fixture(scope="module")
-def cifar_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    archive = (
-        Path(__file__).resolve().parents[2].parent
-        / "shared"
-        / "data"
-        / "cifar10"
-        / "train_2000_per_class.zip"
-    )
-    if not archive.exists():
-        pytest.skip(f"CIFAR-10 subset not found at {archive} (real data sits in ../shared/data)")
-    root = tmp_path_factory.mktemp("cifar_search")
-    taken: dict[str, int] = {}
-    with zipfile.ZipFile(archive) as zf:
-        for name in sorted(zf.namelist()):
-            parts = name.split("/")
-            if len(parts) == 3 and parts[2].endswith(".jpg") and taken.get(parts[1], 0) < PER_CLASS:
-                zf.extract(name, root)
-                taken[parts[1]] = taken.get(parts[1], 0) + 1
+def cifar_cache(
+    tmp_path_factory: pytest.TempPathFactory, unpack_cifar_subset: Callable[[Path, int], Path]
+) -> Path:
+    data = unpack_cifar_subset(tmp_path_factory.mktemp("cifar_search"), PER_CLASS)
+    root = data.parent
     report = api.extract(
-        root / "train",
+        data,
         backbone="tf_efficientnet_lite0",
         out=root / "lite0.h5",
         settings=ExtractionSettings(progress=False, batch_size=32),
