@@ -6,7 +6,9 @@ A broken image yields a failure record for its own row; it never substitutes ano
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from featurekit.images.decode import load_image
+from featurekit.images.decode import bomb_warnings_as_errors, load_image
 from featurekit.images.failures import BadImageError
 from featurekit.images.index import ImageIndex
 
@@ -33,7 +35,13 @@ Sample = tuple[int, torch.Tensor | None, BadInput | None]
 
 
 class IndexDataset(Dataset[Sample]):
-    """Rows of an ImageIndex as tensors made by `transform`, in the order of `rows`."""
+    """Rows of an ImageIndex as tensors made by `transform`, in the order of `rows`.
+
+    `threads` > 1 decodes the images of a loader batch on that many threads (`__getitems__`, which
+    the DataLoader calls with a batch's positions). PIL releases the GIL while it decodes and
+    resamples, so an in-process loader (the CPU default) uses every core between forward passes
+    instead of one.
+    """
 
     def __init__(
         self,
@@ -43,22 +51,56 @@ class IndexDataset(Dataset[Sample]):
         transform: Callable[[Image.Image], torch.Tensor],
         exif_transpose: bool = True,
         background: tuple[int, int, int] = (255, 255, 255),
+        threads: int = 1,
     ) -> None:
         self.index = index
         self.rows = np.asarray(rows, dtype=np.int64)
         self.transform = transform
         self.exif_transpose = exif_transpose
         self.background = background
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, position: int) -> Sample:
+        with bomb_warnings_as_errors():
+            return self._sample(position)
+
+    def __getitems__(self, positions: list[int]) -> list[Sample]:
+        # The filter is entered once for the batch and all its threads: catch_warnings swaps one
+        # process-wide list, so threads must not each enter it.
+        with bomb_warnings_as_errors():
+            if self.threads <= 1 or len(positions) <= 1:
+                return [self._sample(position) for position in positions]
+            return list(self._threads().map(self._sample, positions))
+
+    def _threads(self) -> ThreadPoolExecutor:
+        # A forked loader worker inherits the pool object but none of its threads: start its own.
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="featurekit-decode")
+            self._pool_pid = os.getpid()
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the decode threads (a later batch starts new ones)."""
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.shutdown(wait=True)
+        self._pool = None
+
+    def _sample(self, position: int) -> Sample:
+        """One row, decoded and transformed; the caller holds `bomb_warnings_as_errors()`."""
         row = int(self.rows[position])
         stage = "decode"
         try:
             image = load_image(
-                self.index, row, exif_transpose=self.exif_transpose, background=self.background
+                self.index,
+                row,
+                exif_transpose=self.exif_transpose,
+                background=self.background,
+                filtered=True,
             )
             stage = "transform"
             return row, self.transform(image), None

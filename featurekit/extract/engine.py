@@ -183,15 +183,18 @@ def iter_feature_chunks(
     # how many neighbours failed to decode or on being in the last batch (the CPU picks other
     # convolution kernels for other batch shapes), and a compiled forward never recompiles.
     run = OomBackoff(forward, min(batch_size, max(1, len(selected))), pad=True, device=device)
+    workers = default_workers(device) if settings.num_workers is None else settings.num_workers
     cpu_dataset = IndexDataset(
         index,
         rows=selected,
         transform=multi_size_transform(pre, sizes) if sizes else geometry_transform(pre),
         exif_transpose=pre.exif_transpose,
         background=pre.rgba_background,
+        # Decoding in process: a batch's images on every core (PIL releases the GIL), between
+        # forward passes that use every core themselves. Worker processes decode one at a time.
+        threads=(os.cpu_count() or 1) if workers == 0 else 1,
     )
     prepare = _batch_preparer(cpu_dataset, pre, decode, device)
-    workers = default_workers(device) if settings.num_workers is None else settings.num_workers
     loader = DataLoader(
         EncodedDataset(cpu_dataset) if decode == "gpu" else cpu_dataset,
         batch_size=batch_size,
@@ -244,6 +247,7 @@ def iter_feature_chunks(
             yield pending.chunk(bar)
     finally:
         bar.close()
+        cpu_dataset.close()
 
 
 def check_settings(settings: ExtractionSettings) -> None:

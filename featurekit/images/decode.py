@@ -8,9 +8,11 @@ here too: a per-call warnings filter, not a global change.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +37,14 @@ def _composite(img: Image.Image, background: Background) -> Image.Image:
     return Image.alpha_composite(base, rgba).convert("RGB")
 
 
-def to_rgb(img: Image.Image, *, background: Background = WHITE) -> Image.Image:
-    """A new 8-bit RGB image; transparency is composited on `background`."""
+def to_rgb(img: Image.Image, *, background: Background = WHITE, copy: bool = True) -> Image.Image:
+    """An 8-bit RGB image; transparency is composited on `background`. A new image, except that
+    an RGB `img` is returned itself when `copy` is False."""
     mode = img.mode
     if mode in _ALPHA_MODES or ("transparency" in img.info and mode in ("P", "L", "RGB")):
         return _composite(img, background)
     if mode == "RGB":
-        return img.copy()
+        return img.copy() if copy else img
     if mode in _SIXTEEN_BIT_MODES:
         # PIL's own I;16 -> L conversion clips at 255 (a mid-grey turns white): rescale 0..65535 to 0..255.
         wide = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
@@ -88,13 +91,25 @@ def _check_pixels(img: Image.Image) -> None:
         )
 
 
+@contextlib.contextmanager
+def bomb_warnings_as_errors() -> Iterator[None]:
+    """PIL's decompression-bomb warning raised as an error, for the calling code and every thread
+    it waits on. `warnings.catch_warnings` swaps one process-wide filter list, so threads must not
+    each enter it: a threaded decode holds this once around the batch and passes
+    `filtered=True` to `open_image_file`/`load_image`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
 def open_image_file(
-    path: Path, *, exif_transpose: bool = True, background: Background = WHITE
+    path: Path, *, exif_transpose: bool = True, background: Background = WHITE, filtered: bool = False
 ) -> Image.Image:
     """Decode one file to RGB (first frame of an animation); any failure -> BadImageError.
 
     The error's `stage` is "read" (missing, unreadable, not a regular file) or "decode" (empty,
     not an image, truncated, corrupt, decompression bomb) and its `reason` says which.
+    `filtered`: the caller already holds `bomb_warnings_as_errors()` (a threaded decode).
     """
     try:
         special = special_file_reason(path)  # before opening: a FIFO would block forever
@@ -102,14 +117,16 @@ def open_image_file(
             raise BadImageError(path, special, stage="read")
         if path.stat().st_size == 0:
             raise BadImageError(path, "empty file (0 bytes)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                _check_pixels(img)
-                img.load()  # decode now: truncated files must fail here
-                _note_first_frame(path, img)
-                oriented = ImageOps.exif_transpose(img) if exif_transpose else img
-                return to_rgb(oriented, background=background)
+        with contextlib.nullcontext() if filtered else bomb_warnings_as_errors(), Image.open(path) as img:
+            _check_pixels(img)
+            img.load()  # decode now: truncated files must fail here
+            _note_first_frame(path, img)
+            if exif_transpose:
+                ImageOps.exif_transpose(img, in_place=True)
+            # Loaded, and only the file is closed on leaving the block: nothing else holds this
+            # image, so an RGB one is returned as it is. Not copying it (twice, before) saves
+            # 0.1 ms of the ~0.5 ms that opening a 350 px JPEG takes.
+            return to_rgb(img, background=background, copy=False)
     except BadImageError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error, bomb errors...
@@ -136,7 +153,12 @@ def npz_row(path: str) -> int:
 
 
 def load_image(
-    index: ImageIndex, row: int, *, exif_transpose: bool = True, background: Background = WHITE
+    index: ImageIndex,
+    row: int,
+    *,
+    exif_transpose: bool = True,
+    background: Background = WHITE,
+    filtered: bool = False,
 ) -> Image.Image:
     """Row `row` of `index` as an RGB image, cropped to its box when it has one.
 
@@ -149,6 +171,6 @@ def load_image(
     else:
         path = index.file_path(row)
         where = str(path)
-        img = open_image_file(path, exif_transpose=exif_transpose, background=background)
+        img = open_image_file(path, exif_transpose=exif_transpose, background=background, filtered=filtered)
     box = index.box(row)
     return img if box is None else crop_to_box(img, box, where=where)
