@@ -115,8 +115,9 @@ def default_workers(device: torch.device, cores: int | None = None) -> int:
 
     On the CPU the model's threads already use every core, so a loader process only competes with
     them: on 2 cores Lite0 ran end to end at 0.87x its model-only speed with in-process decoding and
-    0.77x with one worker (docs/benchmarks.md). Decoding in process does not scale with the
-    cores, though, so many-core machines get a few workers.
+    0.77x with one worker (docs/benchmarks.md). In process, a batch decodes on a thread per core
+    (IndexDataset.threads). Many-core machines keep a few workers: in-process threads were measured
+    on 2 cores only.
     """
     cores = cores or os.cpu_count() or 1
     if device.type == "cpu":
