@@ -215,6 +215,7 @@ def featurekit_end_to_end(
     decode: str = "auto",
     compile: bool = False,
     compile_mode: str = "default",
+    cpu_decode_share: float = 0.0,
 ) -> EndToEnd:
     """`api.extract` end to end. The steady state is timed between the batches the extraction job
     receives (decode, transfer, forward, features back, journal writes all included); it leaves out
@@ -237,6 +238,7 @@ def featurekit_end_to_end(
             decode=decode,
             compile=compile,
             compile_mode=compile_mode,
+            cpu_decode_share=cpu_decode_share,
         )
         job.iter_feature_chunks = timed_chunks
         try:
@@ -278,6 +280,13 @@ def main() -> None:
         "--featurekit-batch-size", help="featurekit's --batch-size: a number or auto (default: --batch-size)"
     )
     p.add_argument("--featurekit-decode", default="auto", choices=("auto", "cpu", "gpu"))
+    p.add_argument(
+        "--featurekit-cpu-decode-share",
+        type=float,
+        default=0.0,
+        help="featurekit's --cpu-decode-share for the `featurekit` column (GPU decode: that share of "
+        "the JPEGs decoded by PIL in the loader workers beside the GPU)",
+    )
     p.add_argument(
         "--featurekit-compile",
         action=argparse.BooleanOptionalAction,
@@ -330,6 +339,7 @@ def main() -> None:
                     "featurekit_settings": {
                         "batch_size": fk_batch,
                         "decode": args.featurekit_decode,
+                        "cpu_decode_share": args.featurekit_cpu_decode_share,
                         "compile": fk_compile,
                         "compile_mode": args.compile_mode,
                         "workers": args.featurekit_workers,
@@ -359,7 +369,12 @@ def main() -> None:
                     "compile_mode": args.compile_mode,
                 }
                 if "featurekit" not in skip:
-                    run = featurekit_end_to_end(root, decode=args.featurekit_decode, **fk)
+                    run = featurekit_end_to_end(
+                        root,
+                        decode=args.featurekit_decode,
+                        cpu_decode_share=args.featurekit_cpu_decode_share,
+                        **fk,
+                    )
                     _record(row, "featurekit", run)
                 if cuda and "featurekit_cpu_decode" not in skip:
                     _record(row, "featurekit_cpu_decode", featurekit_end_to_end(root, decode="cpu", **fk))

@@ -34,4 +34,10 @@ step 300 $PY bench/extract_throughput.py --make-photos /tmp/photos --count 5000 
 # Issue 6, 100 classes (featurekit only if time is short: scikit-learn's 100-class sweep is the slowest part).
 step 200 $PY bench/search_speed.py --cache /tmp/cifar20k_lite0.h5 --classes 100 \
   --json "$OUT/search-h200-100.json" --markdown "$OUT/search-h200-100.md"
+# Issue 3, last and only if time is left: decoding on the CPU cores beside the GPU (--cpu-decode-share),
+# resnet50 on the 350 px photos of step 4; compare its featurekit/featurekit_steady with step 4's.
+step 150 $PY bench/extract_throughput.py --images /tmp/photos --limit 5000 --backbones resnet50 \
+  --batch-size 256 --featurekit-batch-size auto --workers 15 --featurekit-cpu-decode-share 0.4 \
+  --skip naive,model_eager,featurekit_cpu_decode \
+  --json "$OUT/extract-h200-hybrid.json" --markdown "$OUT/extract-h200-hybrid.md"
 echo "== done"

@@ -152,6 +152,14 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="where JPEGs are decoded and resized: gpu (nvJPEG, other files fall back to PIL) or cpu "
         "(PIL in the loader); auto = gpu on CUDA (default: auto; recorded)",
     )
+    g.add_argument(
+        "--cpu-decode-share",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="with GPU decoding: the share (0-1) of JPEGs the loader workers decode with PIL anyway, so "
+        "CPU cores and GPU decode side by side (default: 0, all on the GPU; recorded)",
+    )
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
 
 
@@ -164,6 +172,7 @@ def extraction_settings(args: argparse.Namespace, *, tta: str = "none") -> Extra
         batch_size=args.batch_size,
         compile=getattr(args, "compile", False),
         decode=getattr(args, "decode", "auto"),
+        cpu_decode_share=getattr(args, "cpu_decode_share", 0.0),
         num_workers=args.workers,
         device=args.device,
         amp=args.amp,

@@ -23,6 +23,7 @@ from featurekit.extract.gpu_decode import (
     EncodedDataset,
     MixedBatch,
     MixedBatchDecoder,
+    check_cpu_decode_share,
     check_decode,
     collate_mixed,
     resolve_decode,
@@ -61,6 +62,7 @@ class ExtractionSettings:
     compile: bool = False  # torch.compile the forward pass (compile.py); features equal within float noise
     compile_mode: str = "default"  # or "max-autotune-no-cudagraphs"
     decode: str = "auto"  # "gpu": JPEGs decoded on the device (gpu_decode.py); auto = gpu on CUDA
+    cpu_decode_share: float = 0.0  # with GPU decode: share of JPEGs the loader decodes with PIL anyway
 
     def runtime_record(self) -> dict[str, Any]:
         """The runtime settings for the provenance's unkeyed `extraction` section."""
@@ -70,6 +72,7 @@ class ExtractionSettings:
             "compile": self.compile,
             "compile_mode": self.compile_mode if self.compile else None,
             "decode": self.decode,
+            "cpu_decode_share": self.cpu_decode_share,
         }
 
 
@@ -197,7 +200,7 @@ def iter_feature_chunks(
     )
     prepare = _batch_preparer(cpu_dataset, pre, decode, device)
     loader = DataLoader(
-        EncodedDataset(cpu_dataset) if decode == "gpu" else cpu_dataset,
+        EncodedDataset(cpu_dataset, cpu_share=settings.cpu_decode_share) if decode == "gpu" else cpu_dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -256,6 +259,7 @@ def check_settings(settings: ExtractionSettings) -> None:
     check_batch_size(settings.batch_size)
     check_tta(settings.tta)
     check_decode(settings.decode)
+    check_cpu_decode_share(settings.cpu_decode_share)
     check_compile_mode(settings.compile_mode)
 
 

@@ -47,6 +47,11 @@ def check_decode(decode: str) -> None:
         raise InvalidInputError(f"decode {decode!r} is not one of {', '.join(DECODES)}")
 
 
+def check_cpu_decode_share(share: float) -> None:
+    if not 0.0 <= share <= 1.0:
+        raise InvalidInputError(f"cpu decode share {share!r} must be between 0 and 1")
+
+
 def resolve_decode(decode: str, device: torch.device, pre: Preprocess) -> str:
     """ "cpu" (PIL in the loader) or "gpu" (JPEGs decoded on `device`). auto = gpu on CUDA when the
     preprocessing has a tensor version (bilinear or bicubic interpolation)."""
@@ -95,12 +100,29 @@ def cpu_only_reason(data: bytes, *, exif_transpose: bool) -> str | None:
 MixedSample = tuple[int, torch.Tensor | None, torch.Tensor | None, BadInput | None]
 
 
+# Golden-ratio sequence: any run of consecutive positions gets its share of CPU picks, spread evenly.
+_GOLDEN = 0.6180339887498949
+
+
+def takes_cpu(position: int, cpu_share: float) -> bool:
+    """Whether the loader decodes this position with PIL although the device could: the
+    `cpu_share` of device-decodable JPEGs, chosen by position, so the same rows every run."""
+    return cpu_share > 0 and ((position + 1) * _GOLDEN) % 1.0 < cpu_share
+
+
 class EncodedDataset(Dataset[MixedSample]):
     """Rows of `cpu.index` as encoded JPEG bytes where the device can decode them, else as the
-    PIL path's uint8 pixels (or its failure)."""
+    PIL path's uint8 pixels (or its failure).
 
-    def __init__(self, cpu: IndexDataset) -> None:
+    `cpu_share` > 0 sends that share of the device-decodable JPEGs through the PIL path anyway, so
+    the loader's CPU cores decode beside the device instead of waiting for it: decode and the model
+    share the GPU, and this takes part of the decode off it.
+    """
+
+    def __init__(self, cpu: IndexDataset, *, cpu_share: float = 0.0) -> None:
+        check_cpu_decode_share(cpu_share)
         self.cpu = cpu
+        self.cpu_share = cpu_share
 
     def __len__(self) -> int:
         return len(self.cpu)
@@ -108,7 +130,7 @@ class EncodedDataset(Dataset[MixedSample]):
     def __getitem__(self, position: int) -> MixedSample:
         row = int(self.cpu.rows[position])
         index = self.cpu.index
-        if index.array is None and index.box(row) is None:
+        if index.array is None and index.box(row) is None and not takes_cpu(position, self.cpu_share):
             try:
                 data = index.file_path(row).read_bytes()
             except OSError:

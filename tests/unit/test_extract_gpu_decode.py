@@ -26,6 +26,7 @@ from featurekit.extract.gpu_decode import (
     collate_mixed,
     cpu_only_reason,
     resolve_decode,
+    takes_cpu,
 )
 from featurekit.extract.transforms import BatchNormalizer, TensorGeometry, geometry_transform
 from featurekit.images import SourceOptions, load_image_index
@@ -206,6 +207,54 @@ def test_extraction_with_device_decoding_matches_the_pil_path(
     assert [(f.row, f.stage) for f in mixed.failures] == [(f.row, f.stage) for f in pil.failures]
     assert len(mixed.failures) == 1
     np.testing.assert_allclose(mixed.features, pil.features, rtol=0, atol=FEATURE_ATOL)
+
+
+def test_a_cpu_share_of_jpegs_takes_the_pil_path_the_same_rows_every_time(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    index = load_image_index(_mixed_folder(tmp_path, rng), SourceOptions())
+    pre = _backbone().preprocess
+    cpu = IndexDataset(index, rows=range(len(index)), transform=geometry_transform(pre))
+
+    def encoded(share: float) -> list[int]:
+        dataset = EncodedDataset(cpu, cpu_share=share)
+        return [i for i in range(len(index)) if dataset[i][2] is not None]
+
+    assert encoded(0.0) == [0, 4, 6, 7]  # every JPEG the device takes
+    assert encoded(1.0) == []  # all through PIL: exactly the CPU path
+    half = encoded(0.5)
+    assert half == encoded(0.5) and 0 < len(half) < 4  # some of each, the same rows every run
+    everything = EncodedDataset(cpu, cpu_share=1.0)
+    for i in (0, 4, 7):
+        assert torch.equal(everything[i][1], cpu[i][1])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="between 0 and 1"):
+        EncodedDataset(cpu, cpu_share=1.5)
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.5, 0.9])
+def test_cpu_picks_are_spread_evenly_over_any_run_of_positions(share: float) -> None:
+    picks = np.array([takes_cpu(position, share) for position in range(10_000)])
+    assert abs(picks.mean() - share) < 0.001
+    windows = np.convolve(picks, np.ones(64), mode="valid")  # any 64 consecutive rows (a batch)
+    assert np.all(np.abs(windows - 64 * share) <= 2)
+    assert not any(takes_cpu(position, 0.0) for position in range(1000))
+
+
+def test_engine_with_every_jpeg_on_the_cpu_share_equals_the_pil_path(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = load_image_index(_mixed_folder(tmp_path, rng), SourceOptions())
+    backbone = _backbone(interpolation="bicubic")
+    settings = ExtractionSettings(batch_size=3, device="cpu", progress=False, num_workers=0)
+    pil = extract_features(backbone, index, settings=settings)
+    monkeypatch.setattr(engine_module, "resolve_decode", lambda decode, device, pre: "gpu")
+    shared = ExtractionSettings(
+        batch_size=3, device="cpu", progress=False, num_workers=0, cpu_decode_share=1.0
+    )
+    assert shared.runtime_record()["cpu_decode_share"] == 1.0  # recorded in the provenance, not keyed
+    mixed = extract_features(backbone, index, settings=shared)
+    np.testing.assert_array_equal(mixed.rows, pil.rows)
+    np.testing.assert_array_equal(mixed.features, pil.features)  # no row took the device decoder
 
 
 def test_normalised_tensor_path_features_close_to_pil_path(rng: np.random.Generator) -> None:
