@@ -11,7 +11,9 @@ For each backbone it measures
       in PIL + DataLoader + float32 model, features moved to the CPU every batch, stock malloc;
   (d) `featurekit extract` end to end (api.extract): JPEG files on disk → finished HDF5 cache, with
       --featurekit-decode (auto: GPU decode on CUDA), --featurekit-compile (default: on with CUDA) and
-      --featurekit-batch-size (a number or auto); on CUDA also `featurekit_cpu_decode` (same, PIL decode).
+      --featurekit-batch-size (a number or auto); on CUDA also `featurekit_cpu_decode` (same, PIL decode)
+      and, with --featurekit-hybrid-share S, `featurekit_hybrid` (GPU decode with S of the JPEGs
+      decoded by PIL in the workers beside it).
       Besides the whole call it reports `featurekit_steady` (rows after the first batch over the time
       from the first batch to the last, everything per batch included) and `featurekit_startup_s`
       (index, hashing, model build, batch-size probe, compile, first batch), because a few thousand
@@ -48,7 +50,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,10 +78,11 @@ def make_photos(out: Path, count: int, size: int = 350, seed: int = 0) -> Path:
     )
     if not sources:
         sys.exit(f"no source photos under {SHARED} (needs ../shared/data/bccd and coco128)")
-    rng = np.random.default_rng(seed)
     folder = out / "photos"
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
+
+    def make(i: int) -> None:
+        rng = np.random.default_rng([seed, i])  # per photo: the same set whatever the thread order
         with Image.open(sources[i % len(sources)]) as img:
             rgb = img.convert("RGB")
             w, h = rgb.size
@@ -87,6 +90,10 @@ def make_photos(out: Path, count: int, size: int = 350, seed: int = 0) -> Path:
             x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
             crop = rgb.crop((x, y, x + side, y + side)).resize((size, size), Image.Resampling.BILINEAR)
             crop.save(folder / f"{i:06d}.jpg", quality=90)
+
+    # PIL releases the GIL while it decodes, resizes and encodes: one thread per core.
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        list(pool.map(make, range(count)))
     return out
 
 
@@ -281,6 +288,13 @@ def main() -> None:
     )
     p.add_argument("--featurekit-decode", default="auto", choices=("auto", "cpu", "gpu"))
     p.add_argument(
+        "--featurekit-hybrid-share",
+        type=float,
+        default=0.0,
+        help="CUDA: also run featurekit with --cpu-decode-share S as the `featurekit_hybrid` column "
+        "(CPU workers and GPU decoding side by side)",
+    )
+    p.add_argument(
         "--featurekit-cpu-decode-share",
         type=float,
         default=0.0,
@@ -302,8 +316,8 @@ def main() -> None:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated parts to skip: model,model_eager,decode,naive,featurekit,featurekit_cpu_decode "
-        "(model_eager and featurekit_cpu_decode run on CUDA only)",
+        help="comma-separated parts to skip: model,model_eager,decode,naive,featurekit,featurekit_cpu_decode,"
+        "featurekit_hybrid (model_eager, featurekit_cpu_decode and featurekit_hybrid run on CUDA only)",
     )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--markdown", type=Path, required=True)
@@ -319,7 +333,8 @@ def main() -> None:
     if args.featurekit_batch_size:
         text = args.featurekit_batch_size
         fk_batch = text if text == "auto" else int(text)
-    results = []
+    env = _environment(device)
+    results: list[dict[str, Any]] = []
     for folder in folders:
         with tempfile.TemporaryDirectory() as tmp:
             root = _limited(folder, args.limit, Path(tmp))
@@ -378,10 +393,26 @@ def main() -> None:
                     _record(row, "featurekit", run)
                 if cuda and "featurekit_cpu_decode" not in skip:
                     _record(row, "featurekit_cpu_decode", featurekit_end_to_end(root, decode="cpu", **fk))
+                if cuda and args.featurekit_hybrid_share > 0 and "featurekit_hybrid" not in skip:
+                    run = featurekit_end_to_end(
+                        root, decode="auto", cpu_decode_share=args.featurekit_hybrid_share, **fk
+                    )
+                    _record(row, "featurekit_hybrid", run)
                 _derive(row)
                 print(json.dumps(row), flush=True)
                 results.append(row)
-    env = {
+                _write(args.json, args.markdown, env, results)  # a run cut short keeps its rows
+    print(_markdown(env, results))
+
+
+def _write(json_path: Path, markdown_path: Path, env: dict[str, str], results: list[dict[str, Any]]) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"environment": env, "results": results}, indent=2))
+    markdown_path.write_text(_markdown(env, results))
+
+
+def _environment(device: torch.device) -> dict[str, str]:
+    return {
         "device": torch.cuda.get_device_name(device)
         if device.type == "cuda"
         else f"CPU, {os.cpu_count()} cores",
@@ -392,10 +423,6 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(sys.argv),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"environment": env, "results": results}, indent=2))
-    args.markdown.write_text(_markdown(env, results))
-    print(_markdown(env, results))
 
 
 def _limited(folder: Path, limit: int | None, tmp: Path) -> Path:
@@ -429,6 +456,8 @@ def _derive(row: dict[str, Any]) -> None:
             row["featurekit_over_serial_bound"] = row["featurekit"] / row["serial_bound"]
         if "featurekit_steady" in row:
             row["steady_over_serial_bound"] = row["featurekit_steady"] / row["serial_bound"]
+        if "featurekit_hybrid_steady" in row:
+            row["hybrid_steady_over_serial_bound"] = row["featurekit_hybrid_steady"] / row["serial_bound"]
 
 
 def _markdown(env: dict[str, str], results: list[dict[str, Any]]) -> str:
@@ -443,11 +472,14 @@ def _markdown(env: dict[str, str], results: list[dict[str, Any]]) -> str:
         "featurekit_steady",
         "featurekit_cpu_decode",
         "featurekit_cpu_decode_steady",
+        "featurekit_hybrid",
+        "featurekit_hybrid_steady",
         "featurekit_over_model",
         "featurekit_over_naive",
         "featurekit_over_serial_bound",
         "steady_over_model",
         "steady_over_serial_bound",
+        "hybrid_steady_over_serial_bound",
     ]
     cols = [c for c in cols if c in present]
     head = ["images", "backbone", "px in → model", *cols]
