@@ -40,6 +40,8 @@ _RESAMPLED = {
 
 # Every centre (2x + 1) * numerator / (2 * denominator) stays an exact double while its numerator
 # is below 2**53: numerators below 2**30 and outputs below 2**21 pixels keep well inside that.
+# PIL holds the box itself in single precision, which very large sources can round: the per-size
+# check in _ResizeCrop catches that, and any other case this reasoning misses.
 _EXACT_NUMERATOR = 1 << 30
 
 
