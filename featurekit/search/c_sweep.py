@@ -53,7 +53,7 @@ def parametric_binary_search(score: ScoreFn, *, grid: np.ndarray | None = None) 
     """Run the sweep; `score(indices)` fits at grid[i] for each new index i, returns {i: val score}.
 
     `score` receives every round's new indices at once, so a solver can fit them in one batch and warm
-    start each from the nearest value already fitted.
+    start each from the values already fitted.
     """
     grid = c_grid() if grid is None else grid
     last = len(grid) - 1

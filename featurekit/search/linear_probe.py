@@ -5,8 +5,9 @@ softmax for several classes, one sigmoid for two, independent sigmoids for multi
 sweeps choose comparably; `bench/search_speed.py` runs the two side by side.
 
 - `BatchedSweepSolver` ("featurekit"): every round's values of C are solved together on the GPU when
-  there is one (`batched_logreg.py`), each warm-started from the nearest C already solved. Its heads
-  are `logreg-torch` heads.
+  there is one (`batched_logreg.py`), each warm-started from the solutions already found
+  (`warm_start`: interpolated in log C between the two values around it, else the nearest one). Its
+  heads are `logreg-torch` heads.
 - `SklearnSweepSolver` ("scikit-learn"): one `logreg` head (scikit-learn's lbfgs) per C, the values of
   a round fitted in parallel on `n_jobs` processes.
 """
@@ -100,12 +101,20 @@ class BatchedSweepSolver:
         from featurekit.search.batched_logreg import LinearSolution
 
         prepared, solver = self._prepare(X, y)
-        init = [
-            None
-            if w is None
-            else LinearSolution(C=w.C_, coef=w.coef_, intercept=w.intercept_, n_iter=0, converged=True)
-            for w in warm
-        ]
+        init: list[LinearSolution | None] = []
+        for w in warm:
+            if w is None:
+                init.append(None)
+                continue
+            if isinstance(w, Between):
+                coef = (1 - w.t) * w.low.coef_ + w.t * w.high.coef_
+                intercept = (1 - w.t) * w.low.intercept_ + w.t * w.high.intercept_
+            else:
+                coef, intercept = w.coef_, w.intercept_
+            # A starting point: the solver reads only coef and intercept.
+            init.append(
+                LinearSolution(C=float("nan"), coef=coef, intercept=intercept, n_iter=0, converged=True)
+            )
         heads = []
         for solution in solver.solve(Cs, init=init):
             head = clone(prepared).set_params(C=solution.C)
@@ -117,6 +126,35 @@ class BatchedSweepSolver:
             head.converged_ = solution.converged
             heads.append(head)
         return heads
+
+
+@dataclass(frozen=True)
+class Between:
+    """A warm start between two solved values of C: their solutions, interpolated in log C by the
+    solver that uses them (`t` of the way from `low` to `high`)."""
+
+    low: Any
+    high: Any
+    t: float
+
+
+def warm_start(index: int, heads: dict[int, Any]) -> Any:
+    """The starting point for grid position `index`: the solutions on both sides of it, to be
+    interpolated linearly in log C (the grid is log-spaced, so in grid positions), when it lies
+    between two solved values; else the nearest solved head; else None (a cold start).
+
+    Every refining round of the binary search fits values that lie between solved ones, and the
+    regularisation path is smooth in log C: on CIFAR-10 Lite0 features (10 classes) the refining
+    fits took 221 L-BFGS iterations in all from interpolated starts against 421 from the nearest
+    solution, at the same tolerance (bench/search_speed.py).
+    """
+    solved = sorted(heads)
+    below = [j for j in solved if j < index]
+    above = [j for j in solved if j > index]
+    if below and above:
+        return Between(heads[below[-1]], heads[above[0]], (index - below[-1]) / (above[0] - below[-1]))
+    nearest = nearest_solved(index, solved)
+    return None if nearest is None else heads[nearest]
 
 
 class SklearnSweepSolver:
@@ -192,8 +230,7 @@ def sweep_c(
         todo = [i for i in indices if i not in known]
         if not todo:
             return out
-        nearest = [nearest_solved(i, sorted(heads)) for i in todo]
-        warm = [None if j is None else heads[j] for j in nearest]
+        warm = [warm_start(i, heads) for i in todo]
         started = time.perf_counter()
         fitted = solver.fit_many(X_tr, y_tr, [float(grid[i]) for i in todo], warm)
         seconds = (time.perf_counter() - started) / len(todo)

@@ -120,3 +120,19 @@ def test_the_sweep_solver_never_reuses_a_preparation_for_other_features() -> Non
     fresh = BatchedSweepSolver(device="cpu").fit_many(other, y[100:300], [1.0], [None])[0]
     np.testing.assert_allclose(refit.coef_, fresh.coef_)
     np.testing.assert_allclose(refit.scaler_.mean_, other.mean(axis=0))
+
+
+def test_a_start_between_two_solutions_reaches_the_same_minimiser_in_fewer_iterations() -> None:
+    from featurekit.search.linear_probe import BatchedSweepSolver, Between
+
+    X, y = _data(4, n=800)
+    solver = BatchedSweepSolver(device="cpu", tol=1e-6)
+    low, high = solver.fit_many(X, y, [1e-2, 1.0], [None, None])
+    C = 0.1  # halfway between them in log C
+    cold = solver.fit_many(X, y, [C], [None])[0]
+    nearest = solver.fit_many(X, y, [C], [low])[0]
+    between = solver.fit_many(X, y, [C], [Between(low, high, 0.5)])[0]
+    scale = np.abs(cold.coef_).max()
+    for fitted in (nearest, between):
+        np.testing.assert_allclose(fitted.coef_, cold.coef_, atol=1e-3 * scale)
+    assert int(between.n_iter_[0]) < int(nearest.n_iter_[0]) < int(cold.n_iter_[0])

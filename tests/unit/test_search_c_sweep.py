@@ -56,3 +56,20 @@ def test_nearest_solved_prefers_the_smaller_C_on_ties() -> None:
     assert nearest_solved(20, []) is None
     assert nearest_solved(20, [16, 24]) == 16
     assert nearest_solved(23, [16, 24]) == 24
+
+
+def test_warm_start_interpolates_between_solved_neighbours_in_log_c() -> None:
+    from types import SimpleNamespace
+
+    from featurekit.search.linear_probe import Between, warm_start
+
+    def head(value: float) -> SimpleNamespace:
+        return SimpleNamespace(coef_=np.full((2, 3), value), intercept_=np.full(2, -value))
+
+    heads = {16: head(1.0), 32: head(3.0), 48: head(11.0)}
+    start = warm_start(20, heads)  # a quarter of the way from 16 to 32 on the log-spaced grid
+    assert isinstance(start, Between)
+    assert (start.low, start.high, start.t) == (heads[16], heads[32], 0.25)
+    assert warm_start(8, heads) is heads[16]  # outside the solved range: the nearest solution
+    assert warm_start(60, heads) is heads[48]
+    assert warm_start(5, {}) is None  # nothing solved yet: a cold start
