@@ -8,6 +8,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-out}"; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
+# The checkout itself on the path: the steps run even if the editable install below cannot build
+# offline (it needs setuptools >= 68 without build isolation).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PY:-python3}"
 # STEP_LIMIT=15 PY=.venv/bin/python SKIP_INSTALL=1 bash bench/gpu_checks.sh: a quick dry run of the arguments.
 step() { local limit=${STEP_LIMIT:-$1}; shift; echo "== $* (limit ${limit}s)"; timeout "$limit" "$@" 2>&1 | tee -a "$OUT/gpu-checks.log"; }
