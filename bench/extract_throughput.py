@@ -6,7 +6,8 @@ For each backbone it measures
       channels_last, the malloc tuning featurekit applies);
   (b) decode ceiling: the same JPEGs decoded and resized to the input size, no model
       (CUDA: featurekit's device path: file bytes, one torchvision.io.decode_jpeg(device="cuda") call
-      per batch, TensorGeometry resize/crop on the GPU; CPU: featurekit's loader, PIL in its workers);
+      per batch, TensorGeometry resize/crop on the GPU; CPU: featurekit's loader as extraction runs it,
+      its default workers (none below 8 cores) and then a decode thread per core);
   (c) naive baseline, written the way notebooks do it: torchvision ImageFolder + the timm eval transform
       in PIL + DataLoader + float32 model, features moved to the CPU every batch, stock malloc;
   (d) `featurekit extract` end to end (api.extract): JPEG files on disk → finished HDF5 cache, with
@@ -66,6 +67,7 @@ from featurekit import api
 from featurekit.backbones import create_backbone, timm_transform_kwargs
 from featurekit.config import PreprocessOverrides
 from featurekit.extract import ExtractionSettings, job
+from featurekit.extract.engine import default_workers
 from featurekit.extract.host_memory import keep_freed_memory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -174,11 +176,20 @@ def decode_only(
 
     pre = create_backbone(name, weights="random", overrides=PreprocessOverrides(img_size=img_size)).preprocess
     index = load_image_index(files[0].parents[1], SourceOptions())
-    dataset = IndexDataset(index, rows=range(len(index)), transform=geometry_transform(pre))
+    # featurekit's CPU loader as the engine builds it: with no worker process, a thread per core.
+    dataset = IndexDataset(
+        index,
+        rows=range(len(index)),
+        transform=geometry_transform(pre),
+        threads=(os.cpu_count() or 1) if workers == 0 else 1,
+    )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, num_workers=workers, collate_fn=collate_samples
     )
-    return _timed(lambda: sum(int(b.rows.numel()) for b in loader), device)
+    try:
+        return _timed(lambda: sum(int(b.rows.numel()) for b in loader), device)
+    finally:
+        dataset.close()
 
 
 def naive(root: Path, *, name: str, img_size: int, batch: int, workers: int, device: torch.device) -> float:
@@ -375,7 +386,16 @@ def main() -> None:
                 if cuda and "model_eager" not in skip:
                     row["model_only_eager"] = model_only(name, device=device, compile_mode=None, **sizes)
                 if "decode" not in skip:
-                    row["decode_only"] = decode_only(files, workers=args.workers, **common)
+                    # CPU: featurekit's own loader (its default workers, threads in process), the
+                    # decode that the serial bound should hold featurekit to; CUDA: the device path.
+                    decode_workers = args.workers
+                    if not cuda:
+                        decode_workers = (
+                            default_workers(device)
+                            if args.featurekit_workers is None
+                            else args.featurekit_workers
+                        )
+                    row["decode_only"] = decode_only(files, workers=decode_workers, **common)
                 fk = {
                     **common,
                     "batch": fk_batch,

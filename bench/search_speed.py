@@ -5,7 +5,8 @@ parametric binary search of CLIP appendix A.3, then a refit on train + validatio
 the same rows of the same cache:
 
 - featurekit: `BatchedSweepSolver`, every round's values of C in one batched L-BFGS, warm-started from
-  the values already solved (interpolated in log C between the two around it); float32; CUDA when present, else the CPU.
+  the values already solved (interpolated in log C between the two around it); float32; CUDA when
+  present, else the CPU.
 - scikit-learn: `LogisticRegression(solver="lbfgs")` (the `logreg` head) per C, the values of a round
   fitted in parallel on all CPU cores (joblib processes), as a careful notebook would.
 
