@@ -67,7 +67,7 @@ from featurekit import api
 from featurekit.backbones import create_backbone, timm_transform_kwargs
 from featurekit.config import PreprocessOverrides
 from featurekit.extract import ExtractionSettings, job
-from featurekit.extract.engine import default_workers
+from featurekit.extract.engine import decode_threads, default_workers
 from featurekit.extract.host_memory import keep_freed_memory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -181,7 +181,7 @@ def decode_only(
         index,
         rows=range(len(index)),
         transform=geometry_transform(pre),
-        threads=(os.cpu_count() or 1) if workers == 0 else 1,
+        threads=decode_threads(workers),
     )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch, num_workers=workers, collate_fn=collate_samples

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from featurekit.cli.options import comma_names
+from featurekit.cli.options import add_operating_point_options, comma_names
 from featurekit.errors import InvalidInputError
 
 
@@ -48,19 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="model file (default: reports/models/<cache>__<head>.skops)")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction without a split column")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/test split")
-    p.add_argument(
-        "--threshold",
-        choices=("eer", "min-hter", "argmax"),
-        default="eer",
-        help="binary tasks: decision threshold chosen on out-of-fold training scores (default: eer)",
-    )
-    p.add_argument(
-        "--label-thresholds",
-        choices=("f1", "0.5"),
-        default="f1",
-        help="multi-label tasks: per-label thresholds maximising out-of-fold F1 on the training rows, "
-        "saved with the head (default), or 0.5 for every label",
-    )
+    add_operating_point_options(p)
     p.add_argument(
         "--features",
         type=comma_names,

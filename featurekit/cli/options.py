@@ -110,6 +110,24 @@ def preprocess_overrides(args: argparse.Namespace) -> PreprocessOverrides:
     )
 
 
+def add_operating_point_options(parser: argparse.ArgumentParser) -> None:
+    """--threshold / --label-thresholds, shared by fit and search (the rule names are
+    evaluation.operating_point's, spelled out here so that the CLI does not import scikit-learn)."""
+    parser.add_argument(
+        "--threshold",
+        choices=("eer", "min-hter", "argmax"),
+        default="eer",
+        help="binary tasks: decision threshold chosen on out-of-fold training scores (default: eer)",
+    )
+    parser.add_argument(
+        "--label-thresholds",
+        choices=("f1", "0.5"),
+        default="f1",
+        help="multi-label tasks: per-label thresholds maximising out-of-fold F1 on the training rows, "
+        "saved with the head (default), or 0.5 for every label",
+    )
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     def batch_size(text: str) -> int | str:
         if text == "auto":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from featurekit.cli.options import comma_names
+from featurekit.cli.options import add_operating_point_options, comma_names
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -39,18 +39,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seeds", type=int, default=1, help="repeat the whole search K times; mean ± std")
     p.add_argument("--class-weight", choices=("balanced", "none"), default="none")
-    p.add_argument(
-        "--threshold",
-        choices=("eer", "min-hter", "argmax"),
-        default="eer",
-        help="binary tasks: the winner's decision threshold, chosen as fit chooses it (default: eer)",
-    )
-    p.add_argument(
-        "--label-thresholds",
-        choices=("f1", "0.5"),
-        default="f1",
-        help="multi-label tasks: the winner's per-label thresholds, as fit (default: f1)",
-    )
+    add_operating_point_options(p)
     p.add_argument("--features", type=comma_names, help="only these blocks of a multi-block cache")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out fraction, as in fit")

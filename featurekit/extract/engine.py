@@ -128,6 +128,13 @@ def default_workers(device: torch.device, cores: int | None = None) -> int:
     return max(1, min(8, cores - 1))
 
 
+def decode_threads(workers: int) -> int:
+    """Decode threads per loader: in process (no workers), a batch's images on every core (PIL
+    releases the GIL), between forward passes that use every core themselves; a worker process
+    decodes one image at a time."""
+    return (os.cpu_count() or 1) if workers == 0 else 1
+
+
 def extract_features(
     backbone: Backbone,
     index: ImageIndex,
@@ -194,9 +201,7 @@ def iter_feature_chunks(
         transform=multi_size_transform(pre, sizes) if sizes else geometry_transform(pre),
         exif_transpose=pre.exif_transpose,
         background=pre.rgba_background,
-        # Decoding in process: a batch's images on every core (PIL releases the GIL), between
-        # forward passes that use every core themselves. Worker processes decode one at a time.
-        threads=(os.cpu_count() or 1) if workers == 0 else 1,
+        threads=decode_threads(workers),
     )
     prepare = _batch_preparer(cpu_dataset, pre, decode, device)
     loader = DataLoader(

@@ -19,6 +19,7 @@ match bit for bit keeps the two steps. Every image thus gets timm's pixels
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -90,19 +91,7 @@ class _ResizeCrop:
 
     def plan(self, width: int, height: int) -> Plan | None:
         """The box resize (and crop after) for a source size, or None when timm's steps must run."""
-        if min(width, height) == 0:
-            return None
-        resized_width, resized_height = resized_size(width, height, self.short_side)
-        if self.crop_width > resized_width or self.crop_height > resized_height:
-            return None  # CenterCrop pads: keep its exact behaviour
-        x = _axis(width, resized_width, self.crop_width)
-        y = _axis(height, resized_height, self.crop_height)
-        if x is None and y is None:
-            return None
-        return (
-            x or _whole_axis(width, resized_width, self.crop_width),
-            y or _whole_axis(height, resized_height, self.crop_height),
-        )
+        return _plan(width, height, self.short_side, self.crop_width, self.crop_height)
 
     def _agrees(self, size: tuple[int, int], plan: Plan) -> bool:
         # The arithmetic above makes every coefficient equal, but PIL may order its two passes by
@@ -127,6 +116,23 @@ Axis = tuple[tuple[float, float], int, tuple[int, int] | None]  # source box, ou
 Plan = tuple[Axis, Axis]  # (x, y)
 
 _MAX_VERIFIED_SIZES = 65536
+
+
+@functools.lru_cache(maxsize=4096)  # per image on the loader's hot path; datasets repeat sizes
+def _plan(width: int, height: int, short_side: int, crop_width: int, crop_height: int) -> Plan | None:
+    if min(width, height) == 0:
+        return None
+    resized_width, resized_height = resized_size(width, height, short_side)
+    if crop_width > resized_width or crop_height > resized_height:
+        return None  # CenterCrop pads: keep its exact behaviour
+    x = _axis(width, resized_width, crop_width)
+    y = _axis(height, resized_height, crop_height)
+    if x is None and y is None:
+        return None
+    return (
+        x or _whole_axis(width, resized_width, crop_width),
+        y or _whole_axis(height, resized_height, crop_height),
+    )
 
 
 def _run(image: Image.Image, plan: Plan, resample: Image.Resampling) -> Image.Image:

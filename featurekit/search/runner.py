@@ -97,6 +97,17 @@ class SearchContext:
             self.scoring, y, head.predict_proba(X), classes=classes, n_classes=len(self.class_names)
         )
 
+    def score_winner(
+        self, final: Any, X: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray, *, seed: int
+    ) -> tuple[float | None, list[float] | None, float, dict[str, Any]]:
+        """The refitted winner's operating point (training rows) and its test score and metrics:
+        threshold, label thresholds, test score, metrics."""
+        threshold, label_thresholds = self.operating_point(final, X[train_rows], train_rows, seed=seed)
+        test_score, metrics = self.test(
+            final, X[test_rows], self.y[test_rows], threshold=threshold, label_thresholds=label_thresholds
+        )
+        return threshold, label_thresholds, test_score, metrics
+
     def test(
         self,
         head: Any,
@@ -227,9 +238,8 @@ def run_sweep(
     X = ctx.matrices(variant.name)
     final = sweep_solver.fit_many(X[train_rows], y[train_rows], [sweep.best_C], [peak_head])[0]
     refit_seconds = time.perf_counter() - refit_started
-    threshold, label_thresholds = ctx.operating_point(final, X[train_rows], train_rows, seed=seed)
-    test_score, metrics = ctx.test(
-        final, X[test_rows], y[test_rows], threshold=threshold, label_thresholds=label_thresholds
+    threshold, label_thresholds, test_score, metrics = ctx.score_winner(
+        final, X, train_rows, test_rows, seed=seed
     )
     outcome_ = SeedOutcome(
         seed=seed,
@@ -306,9 +316,8 @@ def run_halving(
     X = ctx.matrices(variant.name)
     final = make_head(head, **base_params, **winner.params).fit(X[train_rows], y[train_rows])
     refit_seconds = time.perf_counter() - refit_started
-    threshold, label_thresholds = ctx.operating_point(final, X[train_rows], train_rows, seed=seed)
-    test_score, metrics = ctx.test(
-        final, X[test_rows], y[test_rows], threshold=threshold, label_thresholds=label_thresholds
+    threshold, label_thresholds, test_score, metrics = ctx.score_winner(
+        final, X, train_rows, test_rows, seed=seed
     )
     resumed = sum(1 for t in result.trials if (t.trial, t.rung) in known)
     outcome = SeedOutcome(
