@@ -180,6 +180,10 @@ def iter_feature_chunks(
     decode = _multi_size_decode(settings.decode) if sizes else resolve_decode(settings.decode, device, pre)
     if device.type == "cpu":
         keep_freed_memory()  # 4x faster CPU forward passes on glibc (see host_memory.py)
+    elif device.type == "cuda" and device.index is not None:
+        # Make `device` the current GPU: events, streams, the pin-memory thread and nvJPEG otherwise
+        # use cuda:0, so rank 1's copies would be waited for on the wrong GPU.
+        torch.cuda.set_device(device)
     model = backbone.model.to(device)
     # channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite).
     model = model.to(memory_format=torch.channels_last)
@@ -203,7 +207,7 @@ def iter_feature_chunks(
         background=pre.rgba_background,
         threads=decode_threads(workers),
     )
-    prepare = _batch_preparer(cpu_dataset, pre, decode, device)
+    prepare, decoder = _batch_preparer(cpu_dataset, pre, decode, device)
     loader = DataLoader(
         EncodedDataset(cpu_dataset, cpu_share=settings.cpu_decode_share) if decode == "gpu" else cpu_dataset,
         batch_size=batch_size,
@@ -224,6 +228,7 @@ def iter_feature_chunks(
         settings.compile,
     )
     normalize = BatchNormalizer(pre, device)
+    to_device = _HostToDevice(device)
     # Several sizes: each size's images go through their own padded forward pass, blocks concatenated.
     by_size = _SizesRunner(forward, run.limit, normalize, sizes, device) if sizes else None
     dim = backbone.feature_dim
@@ -240,10 +245,8 @@ def iter_feature_chunks(
             if batch_rows.numel():
                 with torch.inference_mode():
                     # uint8 travels (4x fewer bytes); ÷255 and mean/std happen batched on the device.
-                    if by_size is None:
-                        out = run(normalize(images.to(device, non_blocking=True)))
-                    else:
-                        out = by_size(images.to(device, non_blocking=True))
+                    moved = to_device(images)
+                    out = run(normalize(moved)) if by_size is None else by_size(moved)
             done = _Pending(out, batch_rows, failures, dim)
             if device.type != "cuda":
                 yield done.chunk(bar)
@@ -257,6 +260,8 @@ def iter_feature_chunks(
     finally:
         bar.close()
         cpu_dataset.close()
+        if decoder is not None:
+            decoder.report()
 
 
 def check_settings(settings: ExtractionSettings) -> None:
@@ -290,17 +295,17 @@ Prepared = tuple[torch.Tensor, torch.Tensor, list[BadInput]]
 
 def _batch_preparer(
     cpu_dataset: IndexDataset, pre: Preprocess, decode: str, device: torch.device
-) -> Callable[[Any], Prepared]:
-    """Loader batch → (rows, (B, H, W, 3) uint8 images, failures)."""
+) -> tuple[Callable[[Any], Prepared], MixedBatchDecoder | None]:
+    """Loader batch → (rows, (B, H, W, 3) uint8 images, failures); and the device decoder, if any."""
     if decode != "gpu":
-        return lambda batch: (batch.rows, batch.images, batch.failures)
+        return (lambda batch: (batch.rows, batch.images, batch.failures)), None
     decoder = MixedBatchDecoder(cpu_dataset, TensorGeometry(pre), device)
 
     def prepare(batch: MixedBatch) -> Prepared:
         rows, images, failures = decoder(batch)
         return rows, images, batch.failures + failures
 
-    return prepare
+    return prepare, decoder
 
 
 def _multi_size_decode(decode: str) -> str:
@@ -350,6 +355,26 @@ def _collate_pinnable(samples: list[Sample]) -> _PinnableBatch:
     return _PinnableBatch(rows=batch.rows, images=batch.images, failures=batch.failures)
 
 
+class _HostToDevice:
+    """Moves a loader batch to the extraction device. On CUDA the copy runs on a stream of its own,
+    so it overlaps the previous batch's forward pass (on one stream the two would take turns); the
+    forward pass waits for it on the GPU, not on the host."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.stream is None or images.device.type == "cuda":
+            return images.to(self.device, non_blocking=True)
+        compute = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self.stream):
+            moved = images.to(self.device, non_blocking=True)  # pinned by the loader: asynchronous
+        compute.wait_stream(self.stream)
+        moved.record_stream(compute)  # its memory is reused only after the forward pass is done
+        return moved
+
+
 class _Pending:
     """One batch's features on their way to the host (asynchronously from CUDA)."""
 
@@ -362,7 +387,7 @@ class _Pending:
             self.host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
             self.host.copy_(out, non_blocking=True)
             self.event = torch.cuda.Event()
-            self.event.record()
+            self.event.record(torch.cuda.current_stream(out.device))  # the copy's stream, on its GPU
         else:
             self.host = out
 

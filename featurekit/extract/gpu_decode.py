@@ -146,9 +146,17 @@ class MixedBatch:
     rows: list[int]  # rows with pixels or bytes, in order
     pixels: torch.Tensor  # (K, H, W, 3) uint8 decoded by the PIL path (K may be 0)
     pixels_at: list[int]  # their positions in `rows`
-    encoded: list[torch.Tensor]  # 1-D uint8 JPEG bytes
+    # Every JPEG's bytes in one 1-D uint8 tensor: a loader worker hands each tensor over as its own
+    # shared-memory file descriptor, and one per JPEG exhausts a 1,024-descriptor limit at batch 128.
+    encoded_bytes: torch.Tensor
+    encoded_sizes: list[int]
     encoded_at: list[int]
     failures: list[BadInput]
+
+    @property
+    def encoded(self) -> list[torch.Tensor]:
+        """One 1-D uint8 tensor of JPEG bytes per encoded image (views of `encoded_bytes`)."""
+        return list(torch.split(self.encoded_bytes, self.encoded_sizes)) if self.encoded_sizes else []
 
     def pin_memory(self) -> MixedBatch:
         if self.pixels.numel():
@@ -175,7 +183,9 @@ def collate_mixed(samples: list[MixedSample]) -> MixedBatch:
             encoded.append(data)
         rows.append(row)
     stacked = torch.stack(pixels) if pixels else torch.empty((0, 0, 0, 3), dtype=torch.uint8)
-    return MixedBatch(rows, stacked, pixels_at, encoded, encoded_at, failures)
+    joined = torch.cat(encoded) if encoded else torch.empty(0, dtype=torch.uint8)
+    sizes = [int(data.numel()) for data in encoded]
+    return MixedBatch(rows, stacked, pixels_at, joined, sizes, encoded_at, failures)
 
 
 def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
@@ -210,10 +220,11 @@ class MixedBatchDecoder:
         failures: list[BadInput] = []
         if batch.pixels_at:
             images[batch.pixels_at] = batch.pixels.to(self.device, non_blocking=True)
+        encoded = batch.encoded
         start = 0
-        while start < len(batch.encoded):
-            stop = self._part_end(batch.encoded, start)
-            decoded, missing = self._decode(batch.encoded[start:stop])
+        while start < len(encoded):
+            stop = self._part_end(encoded, start)
+            decoded, missing = self._decode(encoded[start:stop])
             where = batch.encoded_at[start:stop]
             if decoded:
                 ok = [where[i] for i in range(len(where)) if i not in missing]
@@ -262,5 +273,20 @@ class MixedBatchDecoder:
 
     def _fallback(self, row: int) -> tuple[torch.Tensor | None, BadInput | None]:
         self.fallbacks += 1
+        if self.fallbacks == 1:  # the first one loudly: a decoder that never works must not go unseen
+            logger.warning(
+                "the %s JPEG decoder could not take %s; decoding it (and any others) with PIL",
+                self.device,
+                self.cpu.index.paths[row],
+            )
         _, pixels, bad = self.cpu[self._position[row]]
         return pixels, bad
+
+    def report(self) -> None:
+        """Log how many JPEGs fell back to PIL (features then mix both decoders' pixels)."""
+        if self.fallbacks:
+            logger.warning(
+                "%d JPEG(s) the %s decoder could not take were decoded by PIL instead",
+                self.fallbacks,
+                self.device,
+            )

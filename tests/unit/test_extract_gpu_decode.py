@@ -7,6 +7,7 @@ IDCT differences can only be measured on a GPU: tests/integration/test_extract_g
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -163,7 +164,35 @@ def test_encoded_dataset_ships_bytes_only_for_jpegs_the_device_takes(
     assert batch.pixels_at == [1, 2, 3] and batch.encoded_at == [0, 4, 5, 6]
 
 
-def test_decoder_retries_one_by_one_and_falls_back_to_pil(tmp_path: Path, rng: np.random.Generator) -> None:
+def test_a_worker_hands_over_a_batch_of_jpegs_in_one_piece(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Each tensor a loader worker returns costs the main process a file descriptor: a batch of 300
+    JPEGs as 300 tensors failed ("received 0 items of ancdata") under a 128-descriptor limit."""
+    import resource
+
+    from torch.utils.data import DataLoader
+
+    (tmp_path / "a").mkdir()
+    payload = _jpeg(_photo(rng, 16, 16))
+    for i in range(300):
+        (tmp_path / "a" / f"{i:03d}.jpg").write_bytes(payload)
+    index = load_image_index(tmp_path, SourceOptions())
+    cpu = IndexDataset(index, rows=range(len(index)), transform=geometry_transform(_backbone().preprocess))
+    loader = DataLoader(
+        EncodedDataset(cpu), batch_size=300, num_workers=1, collate_fn=collate_mixed, timeout=30
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(128, hard), hard))
+    try:
+        (batch,) = list(loader)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert batch.encoded_at == list(range(300)) and batch.encoded_bytes.dim() == 1
+    assert [bytes(data.numpy()) for data in batch.encoded] == [payload] * 300
+
+
+def test_decoder_retries_one_by_one_and_falls_back_to_pil(
+    tmp_path: Path, rng: np.random.Generator, caplog: pytest.LogCaptureFixture
+) -> None:
     from torchvision.io import ImageReadMode, decode_jpeg
 
     index = load_image_index(_mixed_folder(tmp_path, rng), SourceOptions())
@@ -182,9 +211,13 @@ def test_decoder_retries_one_by_one_and_falls_back_to_pil(tmp_path: Path, rng: n
 
     (tmp_path / "a" / "6.jpg").unlink()  # so PIL fails on 6.jpg too
     decoder = MixedBatchDecoder(cpu, TensorGeometry(pre), torch.device("cpu"), decode_jpegs=flaky)
-    rows, images, failures = decoder(batch)
+    with caplog.at_level(logging.WARNING, logger="featurekit.extract.gpu_decode"):
+        rows, images, failures = decoder(batch)
+        decoder.report()
     assert calls == [4, 1, 1, 1, 1]
     assert decoder.fallbacks == 2
+    assert "could not take a/6.jpg" in caplog.text  # the first one, named
+    assert "2 JPEG(s) the cpu decoder could not take were decoded by PIL instead" in caplog.text
     # 6.jpg failed on the device and in PIL: a failure of its own row; 7.jpg came through PIL instead.
     assert [index.paths[f.row] for f in failures] == ["a/6.jpg"]
     assert rows.tolist() == [0, 1, 2, 3, 4, 7]
@@ -194,15 +227,23 @@ def test_decoder_retries_one_by_one_and_falls_back_to_pil(tmp_path: Path, rng: n
 
 
 def test_extraction_with_device_decoding_matches_the_pil_path(
-    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The whole engine with the mixed decode path forced on the CPU (decode="gpu" needs CUDA)."""
+    """The whole engine with the mixed decode path forced on the CPU (decode="gpu" needs CUDA).
+
+    Every JPEG the router sends to the device decoder is decoded there: a decoder that failed on all
+    of them would give the PIL path's features too, so the fallback warning must stay silent."""
     index = load_image_index(_mixed_folder(tmp_path, rng), SourceOptions())
     backbone = _backbone(interpolation="bicubic")
     settings = ExtractionSettings(batch_size=3, device="cpu", progress=False, num_workers=0)
     pil = extract_features(backbone, index, settings=settings)
     monkeypatch.setattr(engine_module, "resolve_decode", lambda decode, device, pre: "gpu")
-    mixed = extract_features(backbone, index, settings=settings)
+    with caplog.at_level(logging.WARNING, logger="featurekit.extract.gpu_decode"):
+        mixed = extract_features(backbone, index, settings=settings)
+    assert "decoded by PIL instead" not in caplog.text and "could not take" not in caplog.text
     np.testing.assert_array_equal(mixed.rows, pil.rows)
     assert [(f.row, f.stage) for f in mixed.failures] == [(f.row, f.stage) for f in pil.failures]
     assert len(mixed.failures) == 1
