@@ -126,7 +126,9 @@ def search(
     variants = feature_variants(sets, names, blocks=blocks)
     matrices = VariantMatrices(sets, variants)
     saved_head = _saved_head(head, strategy, solver)
-    base_params = _base_params(saved_head, strategy, class_weight=class_weight, device=device)
+    base_params = _base_params(
+        saved_head, strategy, class_weight=class_weight, device=device, random_state=random_state
+    )
     settings = {
         # Bumped when the way trials are drawn or scored changes, so old logs are not mixed in.
         "search_version": SEARCH_VERSION,
@@ -303,8 +305,12 @@ def _saved_head(head: str, strategy: str, solver: str) -> str:
     return head
 
 
-def _base_params(head: str, strategy: str, *, class_weight: str | None, device: str) -> dict[str, Any]:
-    """Fixed (not searched) parameters the head takes: class_weight, device."""
+def _base_params(
+    head: str, strategy: str, *, class_weight: str | None, device: str, random_state: int
+) -> dict[str, Any]:
+    """Fixed (not searched) parameters the head takes: class_weight, device, and the search's
+    random_state where the head's own default is unseeded (LinearSVC's coordinate order, LightGBM's
+    bagging), so that the same command gives the same trials."""
     if strategy == "sweep":
         return {"class_weight": class_weight}
     defaults = head_defaults(head)
@@ -313,8 +319,12 @@ def _base_params(head: str, strategy: str, *, class_weight: str | None, device: 
         if "class_weight" not in defaults:
             raise InvalidInputError(f"head {head!r} has no class_weight parameter")
         params["class_weight"] = class_weight
-    if "device" in defaults and device != "auto":
+    if device != "auto" and "device" in defaults:
         params["device"] = device
+    elif device not in ("auto", "cpu"):
+        logger.warning("head %r runs on the CPU only; device %r is not used", head, device)
+    if "random_state" in defaults and defaults["random_state"] is None:
+        params["random_state"] = random_state
     return params
 
 

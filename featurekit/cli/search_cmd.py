@@ -32,13 +32,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="sweep solver: featurekit's batched L-BFGS (GPU when present; saves a logreg-torch head) or "
         "scikit-learn's lbfgs (saves a logreg head)",
     )
-    p.add_argument("--trials", type=int, default=27, help="halving: candidates drawn (default 27)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=27,
+        help="halving: candidates drawn (default 27; the sweep's grid is fixed)",
+    )
     p.add_argument("--factor", type=int, default=3, help="halving: keep 1/factor per rung (default 3)")
     p.add_argument(
         "--scoring", help="validation score to maximise (default: accuracy; multi-label: average_precision)"
     )
     p.add_argument("--seeds", type=int, default=1, help="repeat the whole search K times; mean ± std")
-    p.add_argument("--class-weight", choices=("balanced", "none"), default="none")
+    p.add_argument(
+        "--class-weight",
+        choices=("balanced", "none"),
+        default="none",
+        help="balanced: classes weighted by inverse frequency in every trial and the refit",
+    )
     add_operating_point_options(p)
     p.add_argument("--features", type=comma_names, help="only these blocks of a multi-block cache")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
@@ -46,9 +56,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--val-size", type=float, default=0.2, help="validation fraction of the training rows")
     p.add_argument("--seed", type=int, default=0, help="seed of the test split and of the first search")
     p.add_argument(
-        "--out", type=Path, help="model file (default reports/models/<cache>__<head>__search.skops)"
+        "--out", type=Path, help="model file (default <reports-dir>/models/<cache>__<head>__search.skops)"
     )
-    p.add_argument("--work-dir", type=Path, help="trial log, table and plot (default reports/search/…)")
+    p.add_argument("--work-dir", type=Path, help="trial log, table and plot (default <reports-dir>/search/…)")
     p.add_argument("--overwrite", action="store_true", help="start again instead of resuming")
     p.add_argument("--reports-dir", type=Path, default=Path("reports"), help="where run records go")
     p.set_defaults(run=run)

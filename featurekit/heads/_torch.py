@@ -15,5 +15,7 @@ def torch_device(device: str) -> Any:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} asked for, but CUDA is not available; use device='cpu'")
+        raise InvalidInputError(
+            f"device {device!r} asked for, but CUDA is not available; use device 'cpu' (--device cpu)"
+        )
     return torch.device(device)

@@ -71,7 +71,7 @@ def draw_candidates(
     ends below what `featurekit fit` would have given, as judged on the validation rows.
     """
     if n_trials < 1:
-        raise InvalidInputError(f"n_trials must be at least 1, got {n_trials}")
+        raise InvalidInputError(f"the number of trials (--trials) must be at least 1, got {n_trials}")
     from featurekit.heads._space import Choice
 
     first = [defaults] if defaults is not None else []
@@ -95,7 +95,7 @@ def draw_candidates(
 def schedule(n_candidates: int, n_rows: int, *, factor: int, min_rows: int) -> list[tuple[int, int]]:
     """(candidates kept, training rows) per rung, the last rung on all `n_rows`."""
     if factor < 2:
-        raise InvalidInputError(f"factor must be at least 2, got {factor}")
+        raise InvalidInputError(f"the halving factor (--factor) must be at least 2, got {factor}")
     by_candidates = 1 + math.floor(math.log(max(n_candidates, 1), factor) + 1e-9)
     by_rows = 1 + math.floor(math.log(max(n_rows / max(min_rows, 1), 1.0), factor) + 1e-9)
     n_rungs = max(1, min(by_candidates, by_rows))

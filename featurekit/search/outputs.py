@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 def write_trials_csv(path: Path, entries: list[dict[str, Any]]) -> Path:
     """Every logged trial, one row each: seed, strategy fields, each hyperparameter, score, seconds."""
     param_names = sorted({k for e in entries for k in e.get("params", {})})
+    # The sweep logs its C beside the params; a halving search over C has it among them: one column.
+    sweep_c = ["C"] if "C" not in param_names and any("C" in e for e in entries) else []
     header = [
         "seed",
         "kind",
@@ -24,7 +26,7 @@ def write_trials_csv(path: Path, entries: list[dict[str, Any]]) -> Path:
         "rung",
         "n_train",
         "variant",
-        "C",
+        *sweep_c,
         *param_names,
         "score",
         "seconds",
@@ -47,7 +49,7 @@ def write_trials_csv(path: Path, entries: list[dict[str, Any]]) -> Path:
                     e.get("rung", ""),
                     e.get("n_train", ""),
                     e.get("variant"),
-                    e.get("C", ""),
+                    *[e.get("C", "") for _ in sweep_c],
                     *[_cell(params[p]) if p in params else "" for p in param_names],
                     e.get("score"),
                     round(float(e.get("seconds", 0.0)), 4),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -40,21 +41,41 @@ def save_search_png(
     axes = fig.subplots(1, len(names), squeeze=False)
     for ax, name in zip(axes[0], names, strict=True):
         values = [r["params"].get(name) for r in ok]
-        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-        categories = sorted({str(v) for v in values}) if not numeric else []
+        # A numeric dimension may hold one symbolic default (trial 0's C="auto"): the numbers keep
+        # their (log) axis and the symbolic trials become reference lines at their scores.
+        numeric = any(_is_number(v) for v in values) and all(
+            _is_number(v) or isinstance(v, str) for v in values
+        )
+        on_axis = [r for r in ok if _is_number(r["params"].get(name))] if numeric else ok
+        categories = sorted({_label(v) for v in values}) if not numeric else []
         for g, group in enumerate(groups):
-            members = [r for r in ok if r["group"] == group]
+            members = [r for r in on_axis if r["group"] == group]
             xs = [
-                r["params"].get(name) if numeric else categories.index(str(r["params"].get(name)))
+                r["params"].get(name) if numeric else categories.index(_label(r["params"].get(name)))
                 for r in members
             ]
             colour = cmap(g / max(len(groups) - 1, 1))
             label = f"{group} rows" if isinstance(group, int) else str(group)
             ax.scatter(xs, [r["score"] for r in members], s=22, color=colour, label=label, alpha=0.85)
+        for r in ok if numeric else []:
+            if not _is_number(r["params"].get(name)):
+                ax.axhline(r["score"], color="grey", linestyle="--", linewidth=1, alpha=0.6)
+                ax.annotate(
+                    f"{name}={r['params'].get(name)}"
+                    + (f" ({r['group']} rows)" if isinstance(r["group"], int) else ""),
+                    (0.01, r["score"]),
+                    xycoords=("axes fraction", "data"),
+                    fontsize=7,
+                    color="grey",
+                    va="bottom",
+                )
         if best is not None and name in best["params"]:
-            bx = best["params"][name] if numeric else categories.index(str(best["params"][name]))
-            ax.scatter([bx], [best["score"]], marker="*", s=220, color="crimson", zorder=5, label="best")
-        if numeric and dimensions.get(name) and values:
+            value = best["params"][name]
+            if not numeric:
+                ax.scatter([categories.index(_label(value))], [best["score"]], **_BEST)
+            elif _is_number(value):
+                ax.scatter([value], [best["score"]], **_BEST)
+        if numeric and dimensions.get(name) and on_axis:
             ax.set_xscale("log")
         if categories:
             ax.set_xticks(range(len(categories)))
@@ -68,6 +89,19 @@ def save_search_png(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
+
+
+_BEST: dict[str, Any] = {"marker": "*", "s": 220, "color": "crimson", "zorder": 5, "label": "best"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _label(value: Any) -> str:
+    """A category's label, the same for a value fitted in this run and read back from the trial log
+    (a tuple such as mlp's `(512,)` comes back from JSON as the list `[512]`)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

@@ -261,3 +261,63 @@ def test_clear_errors(four_class: Path, tmp_path: Path) -> None:
         _search(four_class, tmp_path, scoring="log_loss")
     with pytest.raises(InvalidInputError, match="declares no search space"):
         _search(four_class, tmp_path, head="ensemble")
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear-svm"])
+def test_a_search_read_back_from_its_log_writes_every_output(
+    four_class: Path, tmp_path: Path, head: str
+) -> None:
+    """The second run fits nothing: every trial comes from the log, where mlp's `(512,)` is `[512]`;
+    linear-svm's trial 0 has C="auto" beside the searched numbers, and C is one column of the table."""
+    work, reports = tmp_path / "work", tmp_path / "reports"
+    first = _search(four_class, tmp_path, head=head, n_trials=4, work_dir=work, out=tmp_path / "a.skops")
+    again = _search(four_class, tmp_path, head=head, n_trials=4, work_dir=work, out=tmp_path / "b.skops")
+    assert again.seeds[0].trials_fitted == 0
+    assert again.seeds[0].trials_resumed == first.seeds[0].trials_fitted
+    assert again.seeds[0].best_params == first.seeds[0].best_params
+    assert (work / "search.png").stat().st_size > 1000
+    assert len(list((reports / "runs").glob("*-search-*.json"))) == 2
+    with (work / "trials.csv").open() as fh:
+        header = next(csv.reader(fh))
+    assert header.count("C") == (1 if head == "linear-svm" else 0)
+
+
+def test_unseeded_heads_get_the_search_seed_and_cpu_heads_say_device_is_unused(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from featurekit.searching import _base_params
+
+    for head in ("linear-svm", "lightgbm"):
+        assert (
+            _base_params(head, "halving", class_weight=None, device="auto", random_state=3)["random_state"]
+            == 3
+        )
+    assert "random_state" not in _base_params(
+        "mlp", "halving", class_weight=None, device="auto", random_state=3
+    )
+    with caplog.at_level("WARNING"):
+        assert "device" not in _base_params(
+            "knn", "halving", class_weight=None, device="cuda", random_state=0
+        )
+    assert "runs on the CPU only" in caplog.text
+
+
+def test_a_search_over_two_caches_of_the_same_images_picks_the_informative_one(tmp_path: Path) -> None:
+    """Two backbones' caches of the same rows, listed in either order: the cache is
+    a variant like a block; the saved head names its cache's features and evaluates on that cache."""
+    rng = np.random.default_rng(0)
+    X_good, y = make_classification(n_samples=400, n_features=8, n_informative=6, n_classes=3,
+                                    n_clusters_per_class=1, random_state=4)  # fmt: skip
+    good = _cache(tmp_path / "good.h5", X=X_good, y=y.astype(np.int64), class_names=["x", "y", "z"])
+    noise = _cache(tmp_path / "noise.h5", X=rng.normal(size=(400, 8)), y=y.astype(np.int64),
+                   class_names=["x", "y", "z"])  # fmt: skip
+    for caches in ([good, noise], [noise, good]):
+        report = api.search(
+            caches, head="knn", n_trials=6, device="cpu", reports_dir=tmp_path / "r", out=tmp_path / "m.skops"
+        )
+        assert {e["variant"] for e in _log(report.work_dir)} == {"good", "noise"}
+        assert report.seeds[0].best_variant == "good"
+        assert report.seeds[0].test_score > 0.6
+        assert api.evaluate(report.model_path, good).metrics["accuracy"] == pytest.approx(
+            report.seeds[0].test_metrics["accuracy"]
+        )

@@ -51,8 +51,8 @@ def test_both_solvers_choose_alike_and_agree_at_the_same_C(cifar_cache: Path, tm
     assert 10 ** (-1 / 8) - 1e-9 <= ratio <= 10 ** (1 / 8) + 1e-9  # within one grid step
     assert ours.seeds[0].test_score > 0.6  # pretrained features: far above chance (0.1)
 
-    # At the same C, scikit-learn's lbfgs and the saved featurekit head classify alike: the accuracy
-    # over all 1,000 rows agrees within 0.3 points.
+    # At the same C, scikit-learn's lbfgs and the saved featurekit head classify the held-out test
+    # rows alike: the bar is 0.3 points; on 200 rows one image is 0.5, so at most one differs.
     features = load_features(cifar_cache)
     assert features.y is not None
     split = split_train_test(features.y, test_size=0.2, random_state=0)
@@ -60,6 +60,10 @@ def test_both_solvers_choose_alike_and_agree_at_the_same_C(cifar_cache: Path, tm
     from featurekit.persist import load_model
 
     saved = load_model(tmp_path / "a.skops").estimator
-    acc_ref = np.mean(reference.predict(features.X) == features.y)
-    acc_ours = np.mean(saved.predict(features.X) == features.y)
-    assert abs(acc_ref - acc_ours) <= 0.003
+    X_test, y_test = features.X[split.test], features.y[split.test]
+    disagree = int(np.sum(reference.predict(X_test) != saved.predict(X_test)))
+    acc_ref = np.mean(reference.predict(X_test) == y_test)
+    acc_ours = np.mean(saved.predict(X_test) == y_test)
+    print(f"\nC={C:.3g}: test accuracy {acc_ours:.4f} (scikit-learn {acc_ref:.4f}), {disagree} differ")
+    assert disagree <= 1
+    assert abs(acc_ref - acc_ours) <= 0.005
