@@ -130,8 +130,11 @@ def _channels(model: torch.nn.Module, layers: tuple[int, ...], img_size: int) ->
 def parse_layers(text: str) -> tuple[int, ...]:
     """'-1,-2' → (-1, -2); a clear error otherwise."""
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        layers = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise InvalidInputError(
             f"--layers {text!r}: expected comma-separated integers, e.g. -1,-2,-3"
         ) from None
+    if not layers:
+        raise InvalidInputError(f"--layers {text!r} names no layer; give e.g. -1,-2,-3 (or leave it out)")
+    return layers

@@ -71,8 +71,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from featurekit import api
     from featurekit.backbones.layers import parse_layers
+    from featurekit.errors import InvalidInputError
 
     sizes = img_sizes(args)  # checked before any model work
+    if args.pool != ("avg",) and not args.layers:
+        raise InvalidInputError(
+            "--pool applies to --layers only (the pre-logits embedding has its own pooling); "
+            "add e.g. --layers -1 to pool the last feature map"
+        )
     report = api.extract(
         args.data,
         backbone=args.backbone,

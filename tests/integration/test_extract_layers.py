@@ -106,12 +106,20 @@ def test_layers_and_pools_side_by_side(
         ("-1,-1", "avg", "at most once"),
         ("-1", "mean", "--pool"),
         ("x", "avg", "integers"),
+        (",", "avg", "names no layer"),
+        (None, "max", "--pool applies to --layers only"),
     ],
 )
 def test_bad_layer_requests_are_one_line_errors(
-    tmp_path: Path, dataset: Path, capsys: pytest.CaptureFixture[str], layers: str, pool: str, message: str
+    tmp_path: Path,
+    dataset: Path,
+    capsys: pytest.CaptureFixture[str],
+    layers: str | None,
+    pool: str,
+    message: str,
 ) -> None:
+    layer_args = ["--layers", layers] if layers is not None else []
     code, _, err = _run(
-        capsys, "extract", dataset, *BACKBONE, "--out", tmp_path / "c.h5", "--layers", layers, "--pool", pool
+        capsys, "extract", dataset, *BACKBONE, "--out", tmp_path / "c.h5", *layer_args, "--pool", pool
     )
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1
