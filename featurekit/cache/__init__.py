@@ -11,6 +11,7 @@ from featurekit.cache.store import (
     read_provenance,
     remove_temporaries,
     write_cache,
+    write_cache_blocks,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "read_provenance",
     "remove_temporaries",
     "write_cache",
+    "write_cache_blocks",
 ]

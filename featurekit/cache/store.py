@@ -9,6 +9,7 @@ old cache or the new one, never a half-written file. Work in progress lives in t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +32,34 @@ def write_cache(path: Path, *, features: np.ndarray, rows: RowTable, provenance:
     features = np.ascontiguousarray(features, dtype=np.float32)
     if features.ndim != 2 or features.shape[0] != len(rows):
         raise ValueError(f"features {features.shape} do not match {len(rows)} rows")
+    return write_cache_blocks(
+        path,
+        dim=features.shape[1],
+        block=lambda start, stop: features[start:stop],
+        rows=rows,
+        provenance=provenance,
+    )
+
+
+FeatureBlock = Callable[[int, int], np.ndarray]
+
+
+def write_cache_blocks(
+    path: Path, *, dim: int, block: FeatureBlock, rows: RowTable, provenance: dict[str, Any]
+) -> Path:
+    """`write_cache` with the features given unit by unit: `block(start, stop)` returns the
+    (stop - start, dim) features of those rows. Only one unit is in memory at a time, so a
+    consolidation of a million rows does not need a second copy of them all."""
     path = Path(path)
     with replacing(path) as tmp, h5py.File(tmp, "w") as f:
-        _write_contents(f, features=features, rows=rows, provenance=provenance)
+        _write_contents(f, dim=dim, block=block, rows=rows, provenance=provenance)
     return path
 
 
 def _write_contents(
-    f: h5py.File, *, features: np.ndarray, rows: RowTable, provenance: dict[str, Any]
+    f: h5py.File, *, dim: int, block: FeatureBlock, rows: RowTable, provenance: dict[str, Any]
 ) -> None:
-    n, dim = features.shape
+    n = len(rows)
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["provenance"] = json.dumps(provenance, sort_keys=True)
@@ -52,13 +71,24 @@ def _write_contents(
     chunk_rows = 1 << max(0, ((1 << 20) // max(1, dim * 4)).bit_length() - 1)
     chunk_rows = max(1, min(chunk_rows, rows_per_unit, n))
     # fletcher32: every reader, not only `cache verify`, fails loudly on a flipped bit in a chunk.
-    f.create_dataset(
+    dataset = f.create_dataset(
         "features",
-        data=features,
+        shape=(n, dim),
+        dtype=np.float32,
         chunks=(max(1, chunk_rows), max(1, dim)),
         fletcher32=True,
         maxshape=(None, dim),
     )
+    keys = rows.row_keys()
+    digests = []
+    for start, stop in bounds:
+        features = np.ascontiguousarray(block(start, stop), dtype=np.float32)
+        if features.shape != (stop - start, dim):
+            raise ValueError(
+                f"features {features.shape} of rows {start}:{stop} are not ({stop - start}, {dim})"
+            )
+        dataset[start:stop] = features
+        digests.append(unit_digest(features, keys[start:stop]))
     f.create_dataset("classes", data=np.array(rows.class_names, dtype=object), dtype=_STR)
     group = f.create_group("rows")
     group.create_dataset("path", data=np.array(rows.paths, dtype=object), dtype=_STR)
@@ -72,12 +102,10 @@ def _write_contents(
     for name, column in (("group", rows.groups), ("split", rows.splits)):
         if column is not None:
             group.create_dataset(name, data=np.asarray(column, dtype=object), dtype=_STR)
-    keys = rows.row_keys()
     units = f.create_group("units")
     units.attrs["rows_per_unit"] = bounds[0][1] if bounds else 0
     units.create_dataset("start", data=np.array([b[0] for b in bounds], dtype=np.int64))
     units.create_dataset("stop", data=np.array([b[1] for b in bounds], dtype=np.int64))
-    digests = [unit_digest(features[a:b], keys[a:b]) for a, b in bounds]
     units.create_dataset("sha256", data=np.array(digests, dtype="S64"))
 
 

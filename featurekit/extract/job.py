@@ -16,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 
 from featurekit.backbones import Backbone
-from featurekit.cache import FeatureSet, RowTable, faults, write_cache
+from featurekit.cache import FeatureSet, RowTable, faults, write_cache_blocks
 from featurekit.cache.journal import FailedRow, Journal, JournalContents
 from featurekit.cache.writer import UnitWriter
 from featurekit.errors import ExtractionInterrupted, InvalidInputError
@@ -121,20 +121,27 @@ def consolidate(
     (their failure, when the journal has one, is returned).
     """
     keys = rows.row_keys()
-    vectors = np.empty((len(rows), dim), dtype=np.float32)
     kept: list[int] = []
     failures: list[BadInput] = []
     for i, key in enumerate(keys):
-        if cached[i] >= 0 and existing is not None:
-            vectors[len(kept)] = existing.X[cached[i]]
-        elif key in contents.features:
-            vectors[len(kept)] = contents.features[key]
-        else:
+        if not ((cached[i] >= 0 and existing is not None) or key in contents.features):
             bad = contents.failures.get(key)
             if bad is not None:
                 failures.append(BadInput(row=i, path=rows.paths[i], stage=bad.stage, reason=bad.reason))
             continue
         kept.append(i)
-    write_cache(cache_path, features=vectors[: len(kept)], rows=rows.subset(kept), provenance=provenance)
+
+    old_X = existing.X if existing is not None else None
+
+    def block(start: int, stop: int) -> np.ndarray:
+        # One cache unit at a time: the rows are never all copied into one more array.
+        vectors = np.empty((stop - start, dim), dtype=np.float32)
+        for j, i in enumerate(kept[start:stop]):
+            vectors[j] = (
+                old_X[cached[i]] if old_X is not None and cached[i] >= 0 else contents.features[keys[i]]
+            )
+        return vectors
+
+    write_cache_blocks(cache_path, dim=dim, block=block, rows=rows.subset(kept), provenance=provenance)
     faults.crash_point("cache-committed")
     return Consolidated(kept=kept, failures=failures)

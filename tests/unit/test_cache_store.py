@@ -79,6 +79,38 @@ def test_write_is_atomic_and_leaves_no_temporary_file(tmp_path: Path, rng: np.ra
     np.testing.assert_array_equal(load_features(target).X, np.ones((3, 2)))  # old cache intact
 
 
+def test_writing_unit_by_unit_gives_the_same_cache(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`write_cache_blocks` asks for one unit at a time and writes what `write_cache` writes; a block of
+    the wrong shape stops the write and leaves the old cache as it was."""
+    from featurekit.cache import write_cache_blocks
+    from featurekit.cache.verify import verify_cache
+
+    monkeypatch.setattr("featurekit.cache.checksum.ROWS_PER_UNIT", 4)
+    rows, X = _rows(10, rng), rng.normal(size=(10, 5)).astype(np.float32)
+    whole = write_cache(tmp_path / "whole.h5", features=X, rows=rows, provenance=PROVENANCE)
+    asked: list[tuple[int, int]] = []
+
+    def block(start: int, stop: int) -> np.ndarray:
+        asked.append((start, stop))
+        return X[start:stop]
+
+    blocks = write_cache_blocks(tmp_path / "blocks.h5", dim=5, block=block, rows=rows, provenance=PROVENANCE)
+    assert asked == [(0, 4), (4, 8), (8, 10)]
+    np.testing.assert_array_equal(load_features(blocks).X, X)
+    with h5py.File(whole) as a, h5py.File(blocks) as b:
+        np.testing.assert_array_equal(a["units/sha256"][()], b["units/sha256"][()])
+        assert a["features"].chunks == b["features"].chunks and b["features"].fletcher32
+    assert verify_cache(blocks).ok
+    with pytest.raises(ValueError, match=r"rows 4:8 are not \(4, 5\)"):
+        write_cache_blocks(
+            blocks, dim=5, block=lambda a, b: X[a : b - (a == 4)], rows=rows, provenance=PROVENANCE
+        )
+    np.testing.assert_array_equal(load_features(blocks).X, X)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.h5", "whole.h5"]
+
+
 def test_key_ignores_settings_that_do_not_change_features() -> None:
     other = {
         **PROVENANCE,
