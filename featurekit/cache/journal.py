@@ -15,7 +15,8 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,61 @@ class FailedRow:
     reason: str
 
 
+class UnitFeatures(Mapping[str, np.ndarray]):
+    """Row identity → feature vector, read from the committed units when asked for.
+
+    `Journal.read` verifies every unit once and keeps only where each row is, so a journal of a
+    million rows is not held in memory while the rest is extracted or while it is consolidated.
+    The units read last are kept: consolidation asks for rows in source order, which is the units'
+    order (one rank) or round-robin over the ranks' units (several), so a few units per rank hold
+    every row it asks for next.
+    """
+
+    def __init__(self) -> None:
+        self._paths: list[Path] = []
+        self._where: dict[str, tuple[int, int]] = {}
+        self._loaded: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._ranks: set[str] = set()
+
+    def add_unit(self, path: Path, keys: Sequence[str]) -> None:
+        unit = len(self._paths)
+        self._paths.append(path)
+        match = _UNIT_NAME.match(path.name)
+        self._ranks.add(match.group(1) if match else "")
+        for row, key in enumerate(keys):
+            self._where[key] = (unit, row)
+
+    @property
+    def _keep_units(self) -> int:
+        return max(4, 2 * len(self._ranks))
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        unit, row = self._where[key]
+        features = self._loaded.get(unit)
+        if features is None:
+            features, _, _, _ = read_unit(self._paths[unit])  # verified again: it left memory
+            self._loaded[unit] = features
+            if len(self._loaded) > self._keep_units:
+                self._loaded.popitem(last=False)
+        else:
+            self._loaded.move_to_end(unit)
+        return features[row]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
 @dataclass
 class JournalContents:
-    """Everything the committed units hold, by row identity."""
+    """Everything the committed units hold, by row identity (features read on demand)."""
 
-    features: dict[str, np.ndarray] = field(default_factory=dict)
+    features: Mapping[str, np.ndarray] = field(default_factory=dict)
     failures: dict[str, FailedRow] = field(default_factory=dict)
     units: int = 0
     damaged: list[str] = field(default_factory=list)  # "unit-0-000003.h5: reason"
@@ -174,17 +225,17 @@ class Journal:
 
     def read(self) -> JournalContents:
         """Every committed unit whose checksum holds; damaged units are named and left out."""
-        contents = JournalContents()
+        features = UnitFeatures()
+        contents = JournalContents(features=features)
         for path in self.unit_paths():
             try:
-                features, keys, _, failed = read_unit(path)
+                _, keys, _, failed = read_unit(path)
             except UnitDamaged as exc:
                 logger.warning("%s; its rows will be extracted again", exc)
                 contents.damaged.append(str(exc))
                 continue
             contents.units += 1
-            for key, vector in zip(keys, features, strict=True):
-                contents.features[key] = vector
+            features.add_unit(path, keys)
             for bad in failed:
                 contents.failures[bad.key] = bad
         return contents

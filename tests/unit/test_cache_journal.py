@@ -76,6 +76,30 @@ def test_a_bit_flip_in_a_unit_is_detected_and_the_unit_left_out(tmp_path: Path) 
     assert [p.reason for p in journal.verify()] == ["checksum mismatch"]
 
 
+def test_read_keeps_where_rows_are_and_loads_a_few_units_at_a_time(tmp_path: Path) -> None:
+    """A million-row journal is not held in memory: `read` verifies each unit and keeps only where
+    its rows are; features are read back on demand, a bounded number of units at a time."""
+    from featurekit.cache.journal import UnitDamaged
+
+    journal = Journal(tmp_path / "c.h5")
+    journal.start(provenance=PROVENANCE, key=KEY, overwrite=False)
+    keys = [_digest(i) for i in range(40)]
+    units = [journal.commit(features=_vector(k)[None], keys=[k], paths=[k]) for k in keys]
+    contents = journal.read()
+    features = contents.features
+    assert contents.units == 40 and len(features) == 40 and set(features) == set(keys)
+    assert not features._loaded  # type: ignore[attr-defined]
+    for key in keys:
+        np.testing.assert_array_equal(features[key], _vector(key))
+        assert len(features._loaded) <= 4  # type: ignore[attr-defined]
+    assert _digest(99) not in features
+    # A unit altered after it was verified is verified again when it is read back.
+    with h5py.File(units[0], "r+") as f:
+        f["features"][0, 0] += 1
+    with pytest.raises(UnitDamaged, match="checksum mismatch"):
+        features[keys[0]]
+
+
 def test_a_journal_made_with_other_settings_is_refused_naming_the_setting(tmp_path: Path) -> None:
     Journal(tmp_path / "c.h5").start(provenance=PROVENANCE, key=KEY, overwrite=False)
     other = {**PROVENANCE, "preprocess": {"img_size": 16}}
