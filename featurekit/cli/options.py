@@ -141,9 +141,9 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--batch-size",
         type=batch_size,
-        default=32,
+        default="auto",
         help="images per forward pass, or 'auto': the largest that fits the GPU (32 on the CPU); "
-        "a pass that runs out of GPU memory is split in halves (default: 32)",
+        "a pass that runs out of GPU memory is split in halves (default: auto)",
     )
     g.add_argument(
         "--workers",

@@ -50,7 +50,7 @@ class ExtractionSettings:
     both are recorded in the provenance and keyed. `compile` and `decode` move features by float and
     resampling noise only (bounds in docs/benchmarks.md): recorded, not keyed."""
 
-    batch_size: int | str = 32  # "auto": probed on CUDA (batch_size.py), 32 on the CPU
+    batch_size: int | str = "auto"  # probed on CUDA (batch_size.py; halved on OOM), 32 on the CPU
     num_workers: int | None = None  # None: default_workers(device)
     device: str = "auto"
     amp: bool | None = None  # None: bf16 autocast on CUDA, fp32 on CPU

@@ -185,7 +185,8 @@ def test_cli_flags_map_to_settings() -> None:
     parser = argparse.ArgumentParser()
     add_runtime_options(parser)
     defaults = extraction_settings(parser.parse_args([]))
-    assert (defaults.batch_size, defaults.compile, defaults.decode) == (32, False, "auto")
+    assert (defaults.batch_size, defaults.compile, defaults.decode) == ("auto", False, "auto")
+    assert ExtractionSettings().batch_size == "auto"  # the API's default is the CLI's
     chosen = extraction_settings(parser.parse_args(["--batch-size", "auto", "--compile", "--decode", "cpu"]))
     assert (chosen.batch_size, chosen.compile, chosen.decode) == ("auto", True, "cpu")
     assert extraction_settings(parser.parse_args(["--batch-size", "64"])).batch_size == 64
