@@ -40,12 +40,12 @@ if [ "$PART" != search ]; then
   step 90 $PY -m pytest -q -s -m gpu tests/integration/test_extract_gpu_path.py
   step 250 $PY bench/extract_throughput.py --make-photos /tmp/photos --count 10000 \
     --images /tmp/cifar/train --limit 10000 --backbones resnet50 \
-    --batch-size 256 --featurekit-batch-size auto --workers 15 --featurekit-hybrid-share 0.35 \
+    --batch-size 256 --featurekit-batch-size auto --workers 16 --featurekit-hybrid-share 0.35 \
     --skip model_eager,featurekit_cpu_decode \
     --json "$OUT/extract-h200-resnet50.json" --markdown "$OUT/extract-h200-resnet50.md"
   step 200 $PY bench/extract_throughput.py --images /tmp/photos --images /tmp/cifar/train --limit 10000 \
     --backbones tf_efficientnet_lite0 \
-    --batch-size 256 --featurekit-batch-size auto --workers 15 --featurekit-hybrid-share 0.35 \
+    --batch-size 256 --featurekit-batch-size auto --workers 16 --featurekit-hybrid-share 0.35 \
     --skip model_eager,featurekit_cpu_decode,naive \
     --json "$OUT/extract-h200-lite0.json" --markdown "$OUT/extract-h200-lite0.md"
 fi

@@ -100,14 +100,16 @@ def cpu_only_reason(data: bytes, *, exif_transpose: bool) -> str | None:
 MixedSample = tuple[int, torch.Tensor | None, torch.Tensor | None, BadInput | None]
 
 
-# Golden-ratio sequence: any run of consecutive positions gets its share of CPU picks, spread evenly.
+# Golden-ratio sequence: any run of consecutive rows (or every world-th row, a rank's share) gets its
+# share of CPU picks, spread evenly.
 _GOLDEN = 0.6180339887498949
 
 
-def takes_cpu(position: int, cpu_share: float) -> bool:
-    """Whether the loader decodes this position with PIL although the device could: the
-    `cpu_share` of device-decodable JPEGs, chosen by position, so the same rows every run."""
-    return cpu_share > 0 and ((position + 1) * _GOLDEN) % 1.0 < cpu_share
+def takes_cpu(row: int, cpu_share: float) -> bool:
+    """Whether the loader decodes this row of the index with PIL although the device could: the
+    `cpu_share` of device-decodable JPEGs, chosen by row number, so the same rows whichever rank
+    embeds them and whether or not the run resumes."""
+    return cpu_share > 0 and ((row + 1) * _GOLDEN) % 1.0 < cpu_share
 
 
 class EncodedDataset(Dataset[MixedSample]):
@@ -130,7 +132,7 @@ class EncodedDataset(Dataset[MixedSample]):
     def __getitem__(self, position: int) -> MixedSample:
         row = int(self.cpu.rows[position])
         index = self.cpu.index
-        if index.array is None and index.box(row) is None and not takes_cpu(position, self.cpu_share):
+        if index.array is None and index.box(row) is None and not takes_cpu(row, self.cpu_share):
             try:
                 data = index.file_path(row).read_bytes()
             except OSError:

@@ -273,12 +273,25 @@ def test_a_cpu_share_of_jpegs_takes_the_pil_path_the_same_rows_every_time(
 
 
 @pytest.mark.parametrize("share", [0.1, 0.25, 0.5, 0.9])
-def test_cpu_picks_are_spread_evenly_over_any_run_of_positions(share: float) -> None:
-    picks = np.array([takes_cpu(position, share) for position in range(10_000)])
+def test_cpu_picks_are_spread_evenly_over_any_run_of_rows(share: float) -> None:
+    picks = np.array([takes_cpu(row, share) for row in range(10_000)])
     assert abs(picks.mean() - share) < 0.001
     windows = np.convolve(picks, np.ones(64), mode="valid")  # any 64 consecutive rows (a batch)
     assert np.all(np.abs(windows - 64 * share) <= 2)
-    assert not any(takes_cpu(position, 0.0) for position in range(1000))
+    assert not any(takes_cpu(row, 0.0) for row in range(1000))
+    for rank in range(4):  # every 4th row from `rank`: one rank's rows under torchrun, 4 ranks
+        mine = np.array([takes_cpu(row, share) for row in range(rank, 40_000, 4)])
+        assert abs(mine.mean() - share) < 0.002
+
+
+def test_the_cpu_share_follows_the_row_not_its_position(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A resumed run (or another rank) sees the rows at other positions: the same rows go to PIL."""
+    index = load_image_index(_mixed_folder(tmp_path, rng), SourceOptions())
+    pre = _backbone().preprocess
+    rows = [4, 6, 7, 0]
+    dataset = EncodedDataset(IndexDataset(index, rows=rows, transform=geometry_transform(pre)), cpu_share=0.5)
+    by_pil = {dataset[p][0] for p in range(len(rows)) if dataset[p][1] is not None}
+    assert by_pil == {row for row in rows if takes_cpu(row, 0.5)}
 
 
 def test_engine_with_every_jpeg_on_the_cpu_share_equals_the_pil_path(
