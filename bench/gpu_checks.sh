@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU measurement issues 3 and 6 still need, in two device commands that each fit the 590 s
-# per-command limit (step limits: extract 90+250+200 = 540 s, search 100+300+30+150 = 580 s):
+# per-command limit (step limits: extract 120+250+170 = 540 s, search 100+300+30+150 = 580 s):
 #   bash bench/prepare_gpu_carry.sh            # here, once
 #   device run: carry [".gpu-carry"], timeout_s 590, command "bash bench/gpu_checks.sh extract"   (issue 3)
 #   device run: carry [".gpu-carry"], timeout_s 590, command "bash bench/gpu_checks.sh search"    (issue 6)
@@ -37,13 +37,13 @@ if [ "$PART" != search ]; then
   # auto batch size, a real OOM back-off; then the throughput table (docs/benchmarks.md "GPU: to be
   # measured") on 10,000 JPEGs of each kind, with featurekit beside a CPU decode share
   # (featurekit_hybrid). model_eager and featurekit_cpu_decode are left out for time.
-  step 90 $PY -m pytest -q -s -m gpu tests/integration/test_extract_gpu_path.py
+  step 120 $PY -m pytest -q -s -m gpu tests/integration/test_extract_gpu_path.py
   step 250 $PY bench/extract_throughput.py --make-photos /tmp/photos --count 10000 \
     --images /tmp/cifar/train --limit 10000 --backbones resnet50 \
     --batch-size 256 --featurekit-batch-size auto --workers 16 --featurekit-hybrid-share 0.35 \
     --skip model_eager,featurekit_cpu_decode \
     --json "$OUT/extract-h200-resnet50.json" --markdown "$OUT/extract-h200-resnet50.md"
-  step 200 $PY bench/extract_throughput.py --images /tmp/photos --images /tmp/cifar/train --limit 10000 \
+  step 170 $PY bench/extract_throughput.py --images /tmp/photos --images /tmp/cifar/train --limit 10000 \
     --backbones tf_efficientnet_lite0 \
     --batch-size 256 --featurekit-batch-size auto --workers 16 --featurekit-hybrid-share 0.35 \
     --skip model_eager,featurekit_cpu_decode,naive \
