@@ -113,7 +113,7 @@ def extract(
     from featurekit.cache.lock import CacheLock
     from featurekit.extract import (
         ExtractionSettings,
-        check_tta,
+        check_settings,
         distributed,
         resolve_device,
         resolve_precision,
@@ -124,7 +124,7 @@ def extract(
 
     started = time.perf_counter()
     settings = settings or ExtractionSettings()
-    check_tta(settings.tta)  # before the (possibly slow) index and model
+    check_settings(settings)  # before the (possibly slow) index, hashing and model
     check_on_error(settings.on_error)
     if settings.commit_every < 1:
         raise InvalidInputError(f"commit_every must be at least 1, got {settings.commit_every}")

@@ -118,3 +118,30 @@ def test_rows_are_keyed_by_content_new_pixels_are_re_extracted_and_duplicates_ex
     changed = dict(zip(after.rows.paths, after.X, strict=True))
     assert not np.array_equal(changed["a/7.png"], by_path["a/7.png"])
     np.testing.assert_array_equal(changed["a/6.png"], by_path["a/6.png"])
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"cpu_decode_share": 1.5}, "between 0 and 1"),
+        ({"batch_size": 0}, "batch size must be"),
+        ({"decode": "fast"}, "decode 'fast'"),
+        ({"compile_mode": "turbo"}, "turbo"),
+    ],
+)
+def test_bad_settings_fail_before_the_index_and_the_model(
+    tmp_path: Path, settings: dict[str, object], message: str
+) -> None:
+    """Checked first: a typo costs no indexing, hashing or model build (here the data path does not
+    even exist, and the settings error is the one reported)."""
+    from featurekit import api
+    from featurekit.errors import InvalidInputError
+    from featurekit.extract import ExtractionSettings
+
+    with pytest.raises(InvalidInputError, match=message):
+        api.extract(
+            tmp_path / "missing",
+            backbone="test_resnet",
+            weights="random",
+            settings=ExtractionSettings(**settings),  # type: ignore[arg-type]
+        )
