@@ -17,10 +17,12 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from featurekit.cache import (
+    CachedRows,
     FeatureSet,
     RowTable,
     first_difference,
     load_features,
+    open_cached_rows,
     read_provenance,
 )
 from featurekit.cache.reuse import plan_reuse
@@ -69,13 +71,14 @@ def default_cache_path(data: Path, backbone: str, key: str) -> Path:
 
 def _existing_cache(
     path: Path, *, provenance: dict[str, Any], key: str, overwrite: bool
-) -> FeatureSet | None:
-    """The cache at `path` when its features were made the same way; an error when not."""
+) -> CachedRows | None:
+    """The cache at `path` when its features were made the same way (its rows; the features stay on
+    disk until consolidation reads the reused ones); an error when not."""
     if not path.exists() or overwrite:
         return None
     old_provenance, old_key = read_provenance(path)
     if old_key == key:
-        return load_features(path)
+        return open_cached_rows(path)
     diff = first_difference(old_provenance, provenance)
     what = f"{diff[0]}: cache has {diff[1]!r}, requested {diff[2]!r}" if diff else "provenance key differs"
     raise ProvenanceMismatchError(
@@ -238,7 +241,7 @@ def _run_extraction(
     # Rank 0 alone owns the cache: it locks it, clears what crashed writers left and opens the
     # journal; the other ranks only add units. Any rank's failure stops every rank.
     setup_error: BaseException | None = None
-    existing: FeatureSet | None = None
+    existing: CachedRows | None = None
     try:
         if ranks.is_main:
             lock.acquire()

@@ -6,8 +6,10 @@ No torch here: a user fitting heads on a cache from another machine never pays f
 from featurekit.cache.featureset import FeatureSet, RowTable
 from featurekit.cache.provenance import first_difference, keyed_provenance, provenance_key
 from featurekit.cache.store import (
+    CachedRows,
     cache_info,
     load_features,
+    open_cached_rows,
     read_provenance,
     remove_temporaries,
     write_cache,
@@ -15,12 +17,14 @@ from featurekit.cache.store import (
 )
 
 __all__ = [
+    "CachedRows",
     "FeatureSet",
     "RowTable",
     "cache_info",
     "first_difference",
     "keyed_provenance",
     "load_features",
+    "open_cached_rows",
     "provenance_key",
     "read_provenance",
     "remove_temporaries",

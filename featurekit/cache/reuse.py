@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurekit.cache.featureset import FeatureSet, RowTable
+from featurekit.cache.store import CachedRows
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ReusePlan:
     same_as: np.ndarray
 
 
-def plan_reuse(requested: RowTable, existing: FeatureSet | None) -> ReusePlan:
+def plan_reuse(requested: RowTable, existing: FeatureSet | CachedRows | None) -> ReusePlan:
     known: dict[str, int] = {}
     if existing is not None:
         known = {key: i for i, key in enumerate(existing.rows.row_keys())}

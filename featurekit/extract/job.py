@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -16,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 
 from featurekit.backbones import Backbone
-from featurekit.cache import FeatureSet, RowTable, faults, write_cache_blocks
+from featurekit.cache import CachedRows, RowTable, faults, write_cache_blocks
 from featurekit.cache.journal import FailedRow, Journal, JournalContents
 from featurekit.cache.writer import UnitWriter
 from featurekit.errors import ExtractionInterrupted, InvalidInputError
@@ -110,7 +111,7 @@ def consolidate(
     *,
     rows: RowTable,
     cached: np.ndarray,
-    existing: FeatureSet | None,
+    existing: CachedRows | None,
     contents: JournalContents,
     dim: int,
     provenance: dict[str, Any],
@@ -131,17 +132,21 @@ def consolidate(
             continue
         kept.append(i)
 
-    old_X = existing.X if existing is not None else None
+    with existing.reader() if existing is not None else nullcontext(None) as take_old:
 
-    def block(start: int, stop: int) -> np.ndarray:
-        # One cache unit at a time: the rows are never all copied into one more array.
-        vectors = np.empty((stop - start, dim), dtype=np.float32)
-        for j, i in enumerate(kept[start:stop]):
-            vectors[j] = (
-                old_X[cached[i]] if old_X is not None and cached[i] >= 0 else contents.features[keys[i]]
-            )
-        return vectors
+        def block(start: int, stop: int) -> np.ndarray:
+            # One cache unit at a time: neither the old cache nor the journal is held whole.
+            positions = kept[start:stop]
+            old = [j for j, i in enumerate(positions) if take_old is not None and cached[i] >= 0]
+            vectors = np.empty((stop - start, dim), dtype=np.float32)
+            if take_old is not None and old:
+                vectors[old] = take_old(cached[[positions[j] for j in old]])
+            reused = set(old)
+            for j, i in enumerate(positions):
+                if j not in reused:
+                    vectors[j] = contents.features[keys[i]]
+            return vectors
 
-    write_cache_blocks(cache_path, dim=dim, block=block, rows=rows.subset(kept), provenance=provenance)
+        write_cache_blocks(cache_path, dim=dim, block=block, rows=rows.subset(kept), provenance=provenance)
     faults.crash_point("cache-committed")
     return Consolidated(kept=kept, failures=failures)

@@ -111,6 +111,30 @@ def test_writing_unit_by_unit_gives_the_same_cache(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocks.h5", "whole.h5"]
 
 
+def test_cached_rows_keep_features_on_disk_and_read_any_rows_in_order(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from featurekit.cache import open_cached_rows
+    from featurekit.errors import CacheDamagedError
+
+    rows, X = _rows(50, rng), rng.normal(size=(50, 5)).astype(np.float32)
+    path = write_cache(tmp_path / "c.h5", features=X, rows=rows, provenance=PROVENANCE)
+    cached = open_cached_rows(path)
+    assert cached.rows.paths == rows.paths and cached.provenance_key == provenance_key(PROVENANCE)
+    assert not hasattr(cached, "X")
+    with cached.reader() as take:
+        for indices in ([3, 4, 5, 7], [7, 3, 3, 5], [0, 49], [49, 0, 25, 1], []):
+            np.testing.assert_array_equal(take(np.array(indices, dtype=np.int64)), X[indices])
+    # A damaged cache is refused when opened, before any extraction work, naming the file.
+    with h5py.File(path, "r") as f:
+        offset = f["features"].id.get_chunk_info(0).byte_offset
+    raw = bytearray(path.read_bytes())
+    raw[offset + 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CacheDamagedError, match=r"c\.h5: feature data is damaged"):
+        open_cached_rows(path)
+
+
 def test_key_ignores_settings_that_do_not_change_features() -> None:
     other = {
         **PROVENANCE,
