@@ -308,9 +308,9 @@ def _saved_head(head: str, strategy: str, solver: str) -> str:
 def _base_params(
     head: str, strategy: str, *, class_weight: str | None, device: str, random_state: int
 ) -> dict[str, Any]:
-    """Fixed (not searched) parameters the head takes: class_weight, device, and the search's
-    random_state where the head's own default is unseeded (LinearSVC's coordinate order, LightGBM's
-    bagging), so that the same command gives the same trials."""
+    """Fixed (not searched) parameters the head takes: class_weight, device, and a random_state where
+    the head's own default is unseeded (LinearSVC's coordinate order, LightGBM's bagging), so that the
+    same command gives the same trials; each seed's run replaces it with that seed (runner.py)."""
     if strategy == "sweep":
         return {"class_weight": class_weight}
     defaults = head_defaults(head)

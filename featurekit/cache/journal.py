@@ -28,7 +28,7 @@ from featurekit.cache import faults
 from featurekit.cache.atomic import TMP_MARK, replacing
 from featurekit.cache.checksum import unit_digest
 from featurekit.cache.provenance import first_difference
-from featurekit.errors import ProvenanceMismatchError
+from featurekit.errors import CacheDamagedError, ProvenanceMismatchError
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class UnitFeatures(Mapping[str, np.ndarray]):
         self._where: dict[str, tuple[int, int]] = {}
         self._loaded: OrderedDict[int, np.ndarray] = OrderedDict()
         self._ranks: set[str] = set()
+        self._keep_all = False  # set by plan_reads when the rows come far from the units' order
 
     def add_unit(self, path: Path, keys: Sequence[str]) -> None:
         unit = len(self._paths)
@@ -77,10 +78,39 @@ class UnitFeatures(Mapping[str, np.ndarray]):
 
     @property
     def _keep_units(self) -> int:
-        return max(4, 2 * len(self._ranks))
+        return len(self._paths) if self._keep_all else max(4, 2 * len(self._ranks))
 
-    def __getitem__(self, key: str) -> np.ndarray:
-        unit, row = self._where[key]
+    def plan_reads(self, keys: Sequence[str], block: int) -> None:
+        """Prepare to be asked for `keys` in this order, `block` keys at a time (`take`).
+
+        In source order each block needs a unit or two (per rank) and the few kept units serve it.
+        Rows far from that order (a source re-sorted before a resume) would make every block read
+        most units again: then every unit is kept once read, as when the journal was read whole.
+        """
+        units = np.array([self._where[k][0] for k in keys], dtype=np.int64)
+        reads = sum(len(np.unique(units[a : a + block])) for a in range(0, len(units), block))
+        if reads > 2 * len(self._paths) + 8:
+            logger.info(
+                "the journal's rows are far from the source's order; reading its %d units into memory",
+                len(self._paths),
+            )
+            self._keep_all = True
+
+    def take(self, keys: Sequence[str]) -> np.ndarray:
+        """The features of `keys`, in order, (len(keys), D): each unit they need is read once."""
+        where = np.array([self._where[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        out: np.ndarray | None = None
+        order = np.argsort(where[:, 0], kind="stable")
+        for group in np.split(order, np.flatnonzero(np.diff(where[order, 0])) + 1):
+            if not len(group):
+                continue
+            features = self._unit(int(where[group[0], 0]))
+            if out is None:
+                out = np.empty((len(keys), features.shape[1]), dtype=np.float32)
+            out[group] = features[where[group, 1]]
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def _unit(self, unit: int) -> np.ndarray:
         features = self._loaded.get(unit)
         if features is None:
             features, _, _, _ = read_unit(self._paths[unit])  # verified again: it left memory
@@ -89,7 +119,11 @@ class UnitFeatures(Mapping[str, np.ndarray]):
                 self._loaded.popitem(last=False)
         else:
             self._loaded.move_to_end(unit)
-        return features[row]
+        return features
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        unit, row = self._where[key]
+        return self._unit(unit)[row]
 
     def __contains__(self, key: object) -> bool:
         return key in self._where
@@ -250,7 +284,10 @@ class Journal:
         return problems
 
 
-class UnitDamaged(Exception):
+class UnitDamaged(CacheDamagedError):
+    """A journal unit that cannot be read or fails its checksum. When the journal is read its rows
+    are extracted again; found later (changed while consolidating) it stops the run, cache untouched."""
+
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"journal unit {path.name} is damaged ({reason})")
         self.path = path

@@ -18,6 +18,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from featurekit.cache import checksum
 from featurekit.cache.atomic import TMP_MARK, remove_matching, replacing
 from featurekit.cache.checksum import unit_bounds, unit_digest
 from featurekit.cache.featureset import FeatureSet, RowTable
@@ -205,12 +206,37 @@ class CachedRows:
     rows: RowTable
     provenance: dict[str, Any]
     provenance_key: str
+    chunk_rows: int  # rows per HDF5 chunk: HDF5 reads (and checksums) whole chunks
+    identity: tuple[int, int, int]  # st_dev, st_ino, st_mtime_ns when opened
+
+    def scattered(self, indices: np.ndarray) -> bool:
+        """Whether reading these rows in this order, a cache unit at a time, would read the file's
+        chunks many times over (old rows far from the new order): then `reader(whole=True)`."""
+        if not len(indices):
+            return False
+        chunks = np.asarray(indices, dtype=np.int64) // max(1, self.chunk_rows)
+        step = checksum.ROWS_PER_UNIT  # read now: tests shrink units
+        reads = sum(len(np.unique(chunks[a : a + step])) for a in range(0, len(chunks), step))
+        return reads > 2 * (-(-len(self.rows) // max(1, self.chunk_rows))) + 8
 
     @contextmanager
-    def reader(self) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
-        """`take(indices)` → the (len(indices), D) features of those rows, in that order."""
+    def reader(self, *, whole: bool = False) -> Iterator[Callable[[np.ndarray], np.ndarray]]:
+        """`take(indices)` → the (len(indices), D) features of those rows, in that order. `whole`
+        reads the features once into memory first (for rows asked for far out of order)."""
+        if _identity(self.path) != self.identity:
+            raise CacheDamagedError(
+                f"{self.path} was replaced while this extraction ran (featurekit holds its lock, so "
+                "something else wrote it); nothing was changed: run the same command again"
+            )
         with _open(self.path) as f:
             dataset = f["features"]
+            if whole:
+                try:
+                    X = dataset[()]
+                except OSError as exc:
+                    raise _damaged(self.path, exc) from exc
+                yield lambda indices: np.asarray(X[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
+                return
 
             def take(indices: np.ndarray) -> np.ndarray:
                 indices = np.asarray(indices, dtype=np.int64)
@@ -229,10 +255,16 @@ class CachedRows:
             yield take
 
 
+def _identity(path: Path) -> tuple[int, int, int]:
+    stat = Path(path).stat()
+    return stat.st_dev, stat.st_ino, stat.st_mtime_ns
+
+
 def open_cached_rows(path: Path) -> CachedRows:
     """The cache's rows and provenance, its features checked through once (HDF5 verifies every
     chunk's fletcher32, so a damaged cache is refused now, not at consolidation) but not kept."""
     path = Path(path)
+    identity = _identity(path)
     with _open(path) as f:
         dataset = f["features"]
         try:
@@ -245,6 +277,8 @@ def open_cached_rows(path: Path) -> CachedRows:
             rows=read_rows(f),
             provenance=json.loads(f.attrs["provenance"]),
             provenance_key=str(f.attrs["provenance_key"]),
+            chunk_rows=int(dataset.chunks[0]) if dataset.chunks else max(1, dataset.shape[0]),
+            identity=identity,
         )
 
 

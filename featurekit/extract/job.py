@@ -8,6 +8,7 @@ the consolidated cache replaces the old one atomically, and the journal is remov
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Generator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -17,10 +18,10 @@ from typing import Any, cast
 import numpy as np
 
 from featurekit.backbones import Backbone
-from featurekit.cache import CachedRows, RowTable, faults, write_cache_blocks
-from featurekit.cache.journal import FailedRow, Journal, JournalContents
+from featurekit.cache import CachedRows, RowTable, checksum, faults, write_cache_blocks
+from featurekit.cache.journal import FailedRow, Journal, JournalContents, UnitDamaged, UnitFeatures
 from featurekit.cache.writer import UnitWriter
-from featurekit.errors import ExtractionInterrupted, InvalidInputError
+from featurekit.errors import CacheDamagedError, ExtractionInterrupted, InvalidInputError
 from featurekit.extract.dataset import BadInput
 from featurekit.extract.engine import ExtractionSettings, FeatureChunk, iter_feature_chunks
 from featurekit.extract.interrupt import StopRequest
@@ -132,21 +133,47 @@ def consolidate(
             continue
         kept.append(i)
 
-    with existing.reader() if existing is not None else nullcontext(None) as take_old:
+    from_old = np.array([existing is not None and cached[i] >= 0 for i in kept], dtype=bool)
+    journal_keys = [keys[i] for i, old in zip(kept, from_old, strict=True) if not old]
+    # Byte-identical images share a key: the first copy's vector is kept for the later ones, so a
+    # duplicate never sends the reader back to an old journal unit.
+    repeated = {key for key, count in Counter(journal_keys).items() if count > 1}
+    seen: dict[str, np.ndarray] = {}
+    if isinstance(contents.features, UnitFeatures):
+        unique = list(dict.fromkeys(journal_keys))
+        contents.features.plan_reads(unique, block=checksum.ROWS_PER_UNIT)  # read now: tests shrink it
+    whole_old = existing is not None and existing.scattered(cached[[i for i in kept if cached[i] >= 0]])
+
+    def journal_rows(wanted: list[str]) -> np.ndarray:
+        fresh = [k for k in dict.fromkeys(wanted) if k not in seen]
+        if isinstance(contents.features, UnitFeatures):
+            found = contents.features.take(fresh)
+        else:
+            found = np.array([contents.features[k] for k in fresh], dtype=np.float32).reshape(len(fresh), dim)
+        by_key = dict(zip(fresh, found, strict=True))
+        seen.update({k: v.copy() for k, v in by_key.items() if k in repeated})
+        return np.array([by_key[k] if k in by_key else seen[k] for k in wanted], dtype=np.float32)
+
+    with existing.reader(whole=whole_old) if existing is not None else nullcontext(None) as take_old:
 
         def block(start: int, stop: int) -> np.ndarray:
             # One cache unit at a time: neither the old cache nor the journal is held whole.
-            positions = kept[start:stop]
-            old = [j for j, i in enumerate(positions) if take_old is not None and cached[i] >= 0]
+            positions = np.asarray(kept[start:stop], dtype=np.int64)
+            old = from_old[start:stop]
             vectors = np.empty((stop - start, dim), dtype=np.float32)
-            if take_old is not None and old:
-                vectors[old] = take_old(cached[[positions[j] for j in old]])
-            reused = set(old)
-            for j, i in enumerate(positions):
-                if j not in reused:
-                    vectors[j] = contents.features[keys[i]]
+            if take_old is not None and old.any():
+                vectors[old] = take_old(cached[positions[old]])
+            if not old.all():
+                vectors[~old] = journal_rows([keys[i] for i in positions[~old]]).reshape(-1, dim)
             return vectors
 
-        write_cache_blocks(cache_path, dim=dim, block=block, rows=rows.subset(kept), provenance=provenance)
+        try:
+            kept_rows = rows.subset(kept)
+            write_cache_blocks(cache_path, dim=dim, block=block, rows=kept_rows, provenance=provenance)
+        except UnitDamaged as exc:  # changed since it was verified: the cache is untouched (atomic write)
+            raise CacheDamagedError(
+                f"{exc} while the cache was being written; the cache was not changed: run the same "
+                "command again (that unit's rows are extracted again)"
+            ) from exc
     faults.crash_point("cache-committed")
     return Consolidated(kept=kept, failures=failures)

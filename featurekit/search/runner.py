@@ -274,6 +274,8 @@ def run_halving(
 ) -> tuple[SeedOutcome, Any, FeatureVariant]:
     fit_rows, val_rows, train_rows, test_rows = rows
     y = ctx.y
+    if "random_state" in base_params:  # an unseeded head (searching._base_params): this seed's
+        base_params = {**base_params, "random_state": seed}
     names = [v.name for v in ctx.variants]
     # Trial 0: what `featurekit fit` uses, the head's defaults of every searched hyperparameter.
     fit_params = {k: v for k, v in head_defaults(head).items() if k in space}

@@ -52,7 +52,7 @@ def test_both_solvers_choose_alike_and_agree_at_the_same_C(cifar_cache: Path, tm
     assert ours.seeds[0].test_score > 0.6  # pretrained features: far above chance (0.1)
 
     # At the same C, scikit-learn's lbfgs and the saved featurekit head classify the held-out test
-    # rows alike: the bar is 0.3 points; on 200 rows one image is 0.5, so at most one differs.
+    # rows alike: the bar, 0.3 points, means equal accuracy on 200 rows (one image is 0.5).
     features = load_features(cifar_cache)
     assert features.y is not None
     split = split_train_test(features.y, test_size=0.2, random_state=0)
@@ -65,5 +65,5 @@ def test_both_solvers_choose_alike_and_agree_at_the_same_C(cifar_cache: Path, tm
     acc_ref = np.mean(reference.predict(X_test) == y_test)
     acc_ours = np.mean(saved.predict(X_test) == y_test)
     print(f"\nC={C:.3g}: test accuracy {acc_ours:.4f} (scikit-learn {acc_ref:.4f}), {disagree} differ")
-    assert disagree <= 1
-    assert abs(acc_ref - acc_ours) <= 0.005
+    assert abs(acc_ref - acc_ours) <= 0.003
+    assert disagree <= 2  # at most a swap of two near-ties

@@ -100,6 +100,48 @@ def test_read_keeps_where_rows_are_and_loads_a_few_units_at_a_time(tmp_path: Pat
         features[keys[0]]
 
 
+def test_consolidation_reads_each_unit_about_once_in_any_order_with_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows in source order with byte-identical duplicates, then the same rows re-sorted (a source
+    reordered before a resume): correct features either way, and each unit read about once."""
+    from featurekit.cache import journal as journal_module
+    from featurekit.cache.verify import verify_cache
+    from featurekit.extract.job import consolidate
+
+    monkeypatch.setattr("featurekit.cache.checksum.ROWS_PER_UNIT", 16)
+    journal = Journal(tmp_path / "c.h5")
+    journal.start(provenance=PROVENANCE, key=KEY, overwrite=False)
+    keys = [_digest(i) for i in range(200)]
+    for start in range(0, 200, 10):  # 20 units of 10 rows
+        part = keys[start : start + 10]
+        journal.commit(features=np.stack([_vector(k) for k in part]), keys=part, paths=part)
+    reads: list[Path] = []
+    real_read_unit = journal_module.read_unit
+
+    def counting(path: Path) -> tuple:
+        reads.append(path)
+        return real_read_unit(path)
+
+    monkeypatch.setattr(journal_module, "read_unit", counting)
+    rng = np.random.default_rng(0)
+    in_order = keys + [keys[i] for i in rng.choice(200, 20)]  # 20 duplicates of early rows, at the end
+    shuffled = [in_order[i] for i in rng.permutation(len(in_order))]
+    for order, most_reads in ((in_order, 2 * 20), (shuffled, 2 * 20)):
+        reads.clear()
+        contents = journal.read()
+        at_read = len(reads)
+        rows = RowTable(paths=order, content_hashes=order)
+        out = tmp_path / f"out-{len(reads)}-{order is shuffled}.h5"
+        consolidate(
+            out, rows=rows, cached=np.full(len(order), -1), existing=None, contents=contents, dim=DIM,
+            provenance=PROVENANCE,
+        )  # fmt: skip
+        assert len(reads) - at_read <= most_reads
+        np.testing.assert_array_equal(load_features(out).X, np.stack([_vector(k) for k in order]))
+        assert verify_cache(out).ok
+
+
 def test_a_journal_made_with_other_settings_is_refused_naming_the_setting(tmp_path: Path) -> None:
     Journal(tmp_path / "c.h5").start(provenance=PROVENANCE, key=KEY, overwrite=False)
     other = {**PROVENANCE, "preprocess": {"img_size": 16}}

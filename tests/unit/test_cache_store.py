@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import h5py
@@ -133,6 +134,27 @@ def test_cached_rows_keep_features_on_disk_and_read_any_rows_in_order(
     path.write_bytes(bytes(raw))
     with pytest.raises(CacheDamagedError, match=r"c\.h5: feature data is damaged"):
         open_cached_rows(path)
+
+
+def test_cached_rows_asked_for_far_out_of_order_are_read_whole_and_a_replaced_file_is_refused(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from featurekit.cache import open_cached_rows
+    from featurekit.errors import CacheDamagedError
+
+    monkeypatch.setattr("featurekit.cache.checksum.ROWS_PER_UNIT", 8)
+    rows, X = _rows(64, rng), rng.normal(size=(64, 300)).astype(np.float32)
+    path = write_cache(tmp_path / "c.h5", features=X, rows=rows, provenance=PROVENANCE)
+    cached = open_cached_rows(path)
+    small = dataclasses.replace(cached, chunk_rows=4)  # 16 chunks of 4 rows
+    assert not small.scattered(np.arange(64))  # in order: each chunk read about once
+    shuffled = rng.permutation(64)
+    assert small.scattered(shuffled)  # every block of 8 touches ~8 chunks: 64 reads of 16 chunks
+    with small.reader(whole=True) as take:
+        np.testing.assert_array_equal(take(shuffled), X[shuffled])
+    write_cache(path, features=X + 1, rows=rows, provenance=PROVENANCE)  # replaced behind its back
+    with pytest.raises(CacheDamagedError, match="was replaced while this extraction ran"), small.reader():
+        pass
 
 
 def test_key_ignores_settings_that_do_not_change_features() -> None:
