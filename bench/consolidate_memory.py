@@ -18,6 +18,7 @@ import argparse
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,16 @@ import numpy as np
 from featurekit.cache import RowTable, load_features, open_cached_rows, write_cache
 from featurekit.cache.journal import Journal, JournalContents
 from featurekit.extract.job import consolidate
+
+
+def measured(work: Callable[[], object]) -> tuple[float, float]:
+    """(tracemalloc's peak in MiB, seconds) of `work()`."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    work()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2**20, time.perf_counter() - started
 
 
 def main() -> None:
@@ -44,32 +55,39 @@ def main() -> None:
     )
     keys = rows.row_keys()
     contents = JournalContents(features=dict(zip(keys, X, strict=True)))
+    journal_mib = X.nbytes / 2**20
+
     with tempfile.TemporaryDirectory() as tmp:
-        for label in ("unit by unit (featurekit)", "one (N, D) array (before)"):
-            tracemalloc.start()
-            started = time.perf_counter()
-            if label.startswith("unit"):
-                consolidate(
-                    Path(tmp) / "a.h5",
-                    rows=rows,
-                    cached=np.full(n, -1),
-                    existing=None,
-                    contents=contents,
-                    dim=dim,
-                    provenance={"backbone": "bench"},
-                )
-            else:
-                vectors = np.empty((n, dim), np.float32)
-                for i, key in enumerate(keys):
-                    vectors[i] = contents.features[key]
-                write_cache(Path(tmp) / "b.h5", features=vectors, rows=rows, provenance={"backbone": "bench"})
-                del vectors
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            print(
-                f"{label}: peak {peak / 2**20:.0f} MiB above the journal's {X.nbytes / 2**20:.0f} MiB, "
-                f"{time.perf_counter() - started:.1f} s"
+
+        def consolidated(
+            out: str, *, contents: JournalContents, cached: np.ndarray, existing: object
+        ) -> None:
+            consolidate(
+                Path(tmp) / out,
+                rows=rows,
+                cached=cached,
+                existing=existing,
+                contents=contents,
+                dim=dim,
+                provenance={"backbone": "bench"},
             )
+
+        def one_array() -> None:
+            vectors = np.empty((n, dim), np.float32)
+            for i, key in enumerate(keys):
+                vectors[i] = contents.features[key]
+            write_cache(Path(tmp) / "b.h5", features=vectors, rows=rows, provenance={"backbone": "bench"})
+
+        no_old = np.full(n, -1)
+        for label, work in (
+            (
+                "unit by unit (featurekit)",
+                lambda: consolidated("a.h5", contents=contents, cached=no_old, existing=None),
+            ),
+            ("one (N, D) array (before)", one_array),
+        ):
+            peak, seconds = measured(work)
+            print(f"{label}: peak {peak:.0f} MiB above the journal's {journal_mib:.0f} MiB, {seconds:.1f} s")
         # The whole path from disk: committed units (2,048 rows each, as --commit-every's default),
         # Journal.read (verifies every unit, keeps where rows are), then consolidate.
         journal = Journal(Path(tmp) / "c.h5")
@@ -77,45 +95,27 @@ def main() -> None:
         for start in range(0, n, 2048):
             part = keys[start : start + 2048]
             journal.commit(features=X[start : start + 2048], keys=part, paths=part)
-        del contents, X
-        tracemalloc.start()
-        started = time.perf_counter()
-        consolidate(
-            Path(tmp) / "c.h5",
-            rows=rows,
-            cached=np.full(n, -1),
-            existing=None,
-            contents=journal.read(),
-            dim=dim,
-            provenance={"backbone": "bench"},
+        peak, seconds = measured(
+            lambda: consolidated("c.h5", contents=journal.read(), cached=no_old, existing=None)
         )
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
         print(
-            f"journal on disk → read → consolidate: peak {peak / 2**20:.0f} MiB in all "
-            f"({n * dim * 4 / 2**20:.0f} MiB of features), {time.perf_counter() - started:.1f} s"
+            f"journal on disk → read → consolidate: peak {peak:.0f} MiB in all "
+            f"({journal_mib:.0f} MiB of features), {seconds:.1f} s"
         )
         # A rerun that reuses every row of that cache: open it (rows only, features checked
         # through), consolidate from it; against loading it whole, as extraction did before.
         old = Path(tmp) / "c.h5"
-        for label in ("old cache opened → consolidate", "old cache loaded whole (before)"):
-            tracemalloc.start()
-            started = time.perf_counter()
-            if label.startswith("old cache opened"):
-                consolidate(
-                    Path(tmp) / "d.h5",
-                    rows=rows,
-                    cached=np.arange(n),
-                    existing=open_cached_rows(old),
-                    contents=JournalContents(),
-                    dim=dim,
-                    provenance={"backbone": "bench"},
-                )
-            else:
-                load_features(old)
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            print(f"{label}: peak {peak / 2**20:.0f} MiB in all, {time.perf_counter() - started:.1f} s")
+        for label, work in (
+            (
+                "old cache opened → consolidate",
+                lambda: consolidated(
+                    "d.h5", contents=JournalContents(), cached=np.arange(n), existing=open_cached_rows(old)
+                ),
+            ),
+            ("old cache loaded whole (before)", lambda: load_features(old)),
+        ):
+            peak, seconds = measured(work)
+            print(f"{label}: peak {peak:.0f} MiB in all, {seconds:.1f} s")
 
 
 if __name__ == "__main__":

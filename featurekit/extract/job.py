@@ -142,7 +142,9 @@ def consolidate(
     if isinstance(contents.features, UnitFeatures):
         unique = list(dict.fromkeys(journal_keys))
         contents.features.plan_reads(unique, block=checksum.ROWS_PER_UNIT)  # read now: tests shrink it
-    whole_old = existing is not None and existing.scattered(cached[[i for i in kept if cached[i] >= 0]])
+    whole_old = existing is not None and existing.scattered(
+        cached[np.asarray(kept, dtype=np.int64)[from_old]]
+    )
 
     def journal_rows(wanted: list[str]) -> np.ndarray:
         fresh = [k for k in dict.fromkeys(wanted) if k not in seen]
