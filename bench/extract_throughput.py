@@ -3,7 +3,7 @@
 For each backbone it measures
   (a) model-only ceiling: synthetic batches already on the device (CUDA: bf16 autocast, channels_last,
       torch.compile with --compile-mode, and the same eager as `model_only_eager`; CPU: float32,
-      channels_last, the malloc tuning featurekit applies);
+      channels_last, BatchNorm folded into the convolutions, the malloc tuning featurekit applies);
   (b) decode ceiling: the same JPEGs decoded and resized to the input size, no model
       (CUDA: featurekit's device path: file bytes, one torchvision.io.decode_jpeg(device="cuda") call
       per batch, TensorGeometry resize/crop on the GPU; CPU: featurekit's loader as extraction runs it,
@@ -67,7 +67,7 @@ from featurekit import api
 from featurekit.backbones import create_backbone, timm_transform_kwargs
 from featurekit.config import PreprocessOverrides
 from featurekit.extract import ExtractionSettings, job
-from featurekit.extract.engine import decode_threads, default_workers
+from featurekit.extract.engine import decode_threads, default_workers, prepare_model
 from featurekit.extract.host_memory import keep_freed_memory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -124,8 +124,9 @@ def model_only(
 ) -> float:
     """Synthetic batches on the device; CUDA: bf16 + channels_last, compiled unless compile_mode is None."""
     backbone = create_backbone(name, weights="random", overrides=PreprocessOverrides(img_size=img_size))
-    backbone.model.to(device).to(memory_format=torch.channels_last)
     cuda = device.type == "cuda"
+    # As extraction prepares it: channels_last, and in float32 every BatchNorm folded into its conv.
+    prepare_model(backbone, device, "bfloat16" if cuda else "float32")
     forward = backbone.embed
     if cuda and compile_mode is not None:
         options = {} if compile_mode == "default" else {"mode": compile_mode}

@@ -118,6 +118,7 @@ def extract(
         ExtractionSettings,
         check_settings,
         distributed,
+        folds_batchnorm,
         resolve_device,
         resolve_precision,
     )
@@ -157,6 +158,7 @@ def extract(
         precision=precision,
         extraction={
             **settings.runtime_record(),
+            "fold_batchnorm": folds_batchnorm(precision),
             "commit_every": settings.commit_every,
             "data": str(data),
             "source_options": asdict(source or SourceOptions()),

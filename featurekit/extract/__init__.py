@@ -8,7 +8,9 @@ from featurekit.extract.engine import (
     check_settings,
     check_tta,
     extract_features,
+    folds_batchnorm,
     iter_feature_chunks,
+    prepare_model,
     resolve_device,
     resolve_precision,
 )
@@ -21,7 +23,9 @@ __all__ = [
     "check_settings",
     "check_tta",
     "extract_features",
+    "folds_batchnorm",
     "iter_feature_chunks",
+    "prepare_model",
     "resolve_device",
     "resolve_precision",
 ]

@@ -19,6 +19,7 @@ from featurekit.errors import InvalidInputError
 from featurekit.extract.batch_size import OomBackoff, auto_batch_size, check_batch_size
 from featurekit.extract.compile import check_compile_mode, compile_forward
 from featurekit.extract.dataset import BadInput, Batch, IndexDataset, Sample, collate_samples
+from featurekit.extract.fold_batchnorm import fold_batchnorm
 from featurekit.extract.gpu_decode import (
     EncodedDataset,
     MixedBatch,
@@ -47,8 +48,9 @@ TTA_MODES = ("none", "hflip")
 @dataclass(frozen=True)
 class ExtractionSettings:
     """How to run an extraction. Only the precision (from `amp`) and `tta` change feature values:
-    both are recorded in the provenance and keyed. `compile` and `decode` move features by float and
-    resampling noise only (bounds in docs/benchmarks.md): recorded, not keyed."""
+    both are recorded in the provenance and keyed. `compile`, `decode` and the BatchNorm folding of
+    float32 runs (`folds_batchnorm`) move features by float and resampling noise only (bounds in
+    docs/benchmarks.md): recorded, not keyed."""
 
     batch_size: int | str = "auto"  # probed on CUDA (batch_size.py; halved on OOM), 32 on the CPU
     num_workers: int | None = None  # None: default_workers(device)
@@ -111,6 +113,24 @@ def resolve_precision(device: torch.device, amp: bool | None) -> str:
     """The numeric precision of the forward pass: part of the provenance key."""
     use_amp = device.type == "cuda" if amp is None else amp
     return "bfloat16" if use_amp else "float32"
+
+
+def folds_batchnorm(precision: str) -> bool:
+    """Whether extraction at `precision` folds BatchNorm into convolutions (recorded, not keyed)."""
+    return precision == "float32"
+
+
+def prepare_model(backbone: Backbone, device: torch.device, precision: str) -> None:
+    """Ready `backbone.model` for inference on `device`, in place (idempotent).
+
+    channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite); in
+    float32, each BatchNorm is folded into the convolution before it (1.28x on CPU for Lite0; see
+    fold_batchnorm.py for why not under autocast).
+    """
+    model = backbone.model.to(device)
+    if folds_batchnorm(precision):
+        fold_batchnorm(model)
+    model.to(memory_format=torch.channels_last)
 
 
 def default_workers(device: torch.device, cores: int | None = None) -> int:
@@ -184,9 +204,7 @@ def iter_feature_chunks(
         # Make `device` the current GPU: events, streams, the pin-memory thread and nvJPEG otherwise
         # use cuda:0, so rank 1's copies would be waited for on the wrong GPU.
         torch.cuda.set_device(device)
-    model = backbone.model.to(device)
-    # channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite).
-    model = model.to(memory_format=torch.channels_last)
+    prepare_model(backbone, device, precision)
     forward = _features_fn(backbone, device, precision, settings.tta)
     batch_size = int(settings.batch_size) if settings.batch_size != "auto" else 0
     if not batch_size:
