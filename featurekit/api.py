@@ -32,7 +32,7 @@ from featurekit.ensembling import ensemble as ensemble  # re-exported: api.ensem
 from featurekit.errors import InvalidInputError, ProvenanceMismatchError
 from featurekit.evaluation import compute_metrics, expand_proba, split_train_test
 from featurekit.heads import make_head
-from featurekit.images import ContentHashes, SourceOptions, hash_contents, load_image_index
+from featurekit.images import HashedFiles, SourceOptions, hash_share, load_image_index, rows_from_files
 from featurekit.images.index import ImageIndex
 from featurekit.persist import check_compatible, load_model, save_model
 from featurekit.reports import RunRecord, write_run_record
@@ -146,7 +146,10 @@ def extract(
     index = load_image_index(Path(data), source or SourceOptions())
     # Hash the files while the model is built: reading and sha256 release the GIL, and the hashes are
     # needed only once the cache's existing rows are matched (10,000 photos: ~0.25 s of one core).
-    hashing = _Background(lambda: hash_contents(index), name="featurekit-hash")
+    # Under torchrun each rank hashes its own slice; the slices are exchanged in _run_extraction.
+    hashing = _Background(
+        lambda: hash_share(index, part=ranks.rank, parts=ranks.world), name="featurekit-hash"
+    )
     model = create_backbone(backbone, weights=weights, overrides=preprocess)
     if layers:
         model = with_layers(model, layers=tuple(layers), pools=tuple(pools))
@@ -220,7 +223,7 @@ def _run_extraction(
     index: ImageIndex,
     model: Any,
     *,
-    hashing: _Background[ContentHashes],
+    hashing: _Background[HashedFiles],
     cache_path: Path,
     provenance: dict[str, Any],
     key: str,
@@ -258,7 +261,17 @@ def _run_extraction(
             raise setup_error
         raise FeaturekitError("another rank could not start the extraction; its log says why")
 
-    hashed = hashing.result()
+    hashing_error: BaseException | None = None
+    mine: HashedFiles = {}
+    try:
+        mine = hashing.result()
+    except BaseException as exc:
+        hashing_error = exc
+    if not distributed.agree(ranks, hashing_error is None):
+        if hashing_error is not None:
+            raise hashing_error
+        raise FeaturekitError("another rank could not hash its files; its log says why")
+    hashed = rows_from_files(index, distributed.gather_hashed_files(ranks, mine))
     rows = RowTable.from_index(index, hashed.hashes)
     failures = [
         BadInput(row=i, path=index.paths[i], stage="read", reason=reason)

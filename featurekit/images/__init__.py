@@ -10,7 +10,14 @@ from typing import Any
 from featurekit.errors import InvalidInputError, PathNotFoundError, SourceValidationError
 from featurekit.images.decode import load_image, open_image_file
 from featurekit.images.failures import BadImageError
-from featurekit.images.hashing import ContentHashes, content_hashes, hash_contents
+from featurekit.images.hashing import (
+    ContentHashes,
+    HashedFiles,
+    content_hashes,
+    hash_contents,
+    hash_share,
+    rows_from_files,
+)
 from featurekit.images.index import ImageIndex, SourceProblem
 from featurekit.images.options import SourceOptions
 from featurekit.images.sources import IMAGE_EXTENSIONS, IMAGE_SOURCES
@@ -21,15 +28,18 @@ __all__ = [
     "IMAGE_SOURCES",
     "BadImageError",
     "ContentHashes",
+    "HashedFiles",
     "ImageIndex",
     "SourceOptions",
     "SourceProblem",
     "content_hashes",
     "detect_source",
     "hash_contents",
+    "hash_share",
     "load_image",
     "load_image_index",
     "open_image_file",
+    "rows_from_files",
 ]
 
 logger = logging.getLogger(__name__)

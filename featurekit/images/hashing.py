@@ -70,6 +70,10 @@ def array_sha256(pixels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+# (sha256 hex, reason) per distinct path of an index: what one rank hashed (see `hash_share`).
+HashedFiles = dict[str, tuple[str, str]]
+
+
 def hash_contents(index: ImageIndex, *, n_jobs: int = 1) -> ContentHashes:
     """One sha256 hex per row and, for rows whose file cannot be read, the reason why.
 
@@ -77,13 +81,23 @@ def hash_contents(index: ImageIndex, *, n_jobs: int = 1) -> ContentHashes:
     local disk threads only add contention (20,000 small JPEGs take ~0.3 s serially and longer with
     4-8 threads); `n_jobs` > 1 can help on network file systems.
     """
+    return rows_from_files(index, hash_share(index, n_jobs=n_jobs))
+
+
+def hash_share(index: ImageIndex, *, part: int = 0, parts: int = 1, n_jobs: int = 1) -> HashedFiles:
+    """Hash the `part`-th of `parts` contiguous slices of the index's distinct files (all by default).
+
+    Under torchrun each rank hashes its own slice and the ranks exchange the results, so every file
+    is read once for hashing in all, not once per rank (`distributed.gather_hashed_files`).
+    """
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} is not in 0..{parts - 1}")
+    distinct = list(dict.fromkeys(index.paths))
+    mine = distinct[len(distinct) * part // parts : len(distinct) * (part + 1) // parts]
     if index.array is not None:
         pixels = index.array
-        return ContentHashes(
-            hashes=[array_sha256(pixels[npz_row(p)]) for p in index.paths], reasons=[""] * len(index)
-        )
-    distinct = list(dict.fromkeys(index.paths))
-    files = [index.root / p for p in distinct]
+        return {p: (array_sha256(pixels[npz_row(p)]), "") for p in mine}
+    files = [index.root / p for p in mine]
     if n_jobs <= 1 or len(files) < 2 * n_jobs:
         results = [hash_file(f) for f in files]
     else:
@@ -91,10 +105,14 @@ def hash_contents(index: ImageIndex, *, n_jobs: int = 1) -> ContentHashes:
         bounds = [len(files) * k // n_jobs for k in range(n_jobs + 1)]
         slices = [files[a:b] for a, b in itertools.pairwise(bounds)]
         with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            results = [r for part in pool.map(lambda fs: [hash_file(f) for f in fs], slices) for r in part]
-    by_path = dict(zip(distinct, results, strict=True))
+            results = [r for chunk in pool.map(lambda fs: [hash_file(f) for f in fs], slices) for r in chunk]
+    return dict(zip(mine, results, strict=True))
+
+
+def rows_from_files(index: ImageIndex, hashed: HashedFiles) -> ContentHashes:
+    """Per row of `index`, the hash and reason of its file, from the hashes of every distinct path."""
     return ContentHashes(
-        hashes=[by_path[p][0] for p in index.paths], reasons=[by_path[p][1] for p in index.paths]
+        hashes=[hashed[p][0] for p in index.paths], reasons=[hashed[p][1] for p in index.paths]
     )
 
 

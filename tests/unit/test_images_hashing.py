@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurekit.images import content_hashes, load_image_index
+from featurekit.images import (
+    content_hashes,
+    hash_contents,
+    hash_share,
+    hashing,
+    load_image_index,
+    rows_from_files,
+)
 from featurekit.images.hashing import array_sha256
 
 
@@ -61,3 +68,37 @@ def test_npz_rows_hash_shape_dtype_and_pixels(tmp_path: Path) -> None:
     assert hashes[0] == hashes[1] == expected != hashes[2]
     assert array_sha256(np.zeros((2, 8), np.uint8)) != array_sha256(np.zeros((4, 4), np.uint8))
     assert array_sha256(np.zeros((4, 4), np.uint8)) != array_sha256(np.zeros((4, 2), np.uint16))
+
+
+def test_shares_partition_the_files_and_rebuild_every_row(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tree / "boxes.csv").write_text(
+        "path,x1,y1,x2,y2\na/1.png,0,0,2,2\na/1.png,1,1,3,3\nb/2.png,0,0,1,1\nb/3.png,0,0,1,1\n"
+    )
+    index = load_image_index(tree / "boxes.csv")
+    expected = hash_contents(index)
+    opened: list[Path] = []
+    real_hash_file = hashing.hash_file
+    monkeypatch.setattr(hashing, "hash_file", lambda path: opened.append(path) or real_hash_file(path))
+    for parts in (1, 2, 3, 4):
+        opened.clear()
+        shares = [hash_share(index, part=k, parts=parts) for k in range(parts)]
+        assert sum(len(s) for s in shares) == 3  # each distinct file in exactly one share
+        assert len(opened) == len(set(opened)) == 3  # and read once in all
+        merged = {path: value for share in shares for path, value in share.items()}
+        assert rows_from_files(index, merged) == expected
+
+
+def test_npz_shares_rebuild_every_row(tmp_path: Path) -> None:
+    images = np.arange(5 * 4 * 4, dtype=np.uint8).reshape(5, 4, 4)
+    np.savez(tmp_path / "x.npz", images=images)
+    index = load_image_index(tmp_path / "x.npz")
+    shares = [hash_share(index, part=k, parts=2) for k in range(2)]
+    assert [len(s) for s in shares] == [2, 3]
+    assert rows_from_files(index, shares[0] | shares[1]) == hash_contents(index)
+
+
+def test_a_share_outside_the_parts_is_refused(tree: Path) -> None:
+    with pytest.raises(ValueError, match=r"part 2 is not in 0\.\.1"):
+        hash_share(load_image_index(tree), part=2, parts=2)
