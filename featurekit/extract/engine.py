@@ -124,7 +124,7 @@ def prepare_model(backbone: Backbone, device: torch.device, precision: str) -> N
     """Ready `backbone.model` for inference on `device`, in place (idempotent).
 
     channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite); in
-    float32, each BatchNorm is folded into the convolution before it (1.28x on CPU for Lite0; see
+    float32, each BatchNorm is folded into the convolution before it (1.25x on CPU for Lite0; see
     fold_batchnorm.py for why not under autocast).
     """
     model = backbone.model.to(device)

@@ -2,9 +2,10 @@
 
 In eval mode BatchNorm is a fixed per-channel affine map, so `bn(conv(x))` equals one convolution
 with scaled weights and a bias. Folding removes a full read and write of every convolution's output:
-EfficientNet-Lite0 (the offline default) runs 1.28x faster on the 2-core CPU (225 → 176 ms per batch
-of 32 at 224 px, real ImageNet weights), ResNet-50 about 1.14x. Features differ from the unfolded
-model by rounding only (Lite0 on real photos: max abs difference 1.4e-5, cosine 0.9999999).
+EfficientNet-Lite0 (the offline default) runs 1.25-1.28x faster on the 2-core CPU (236 → 188 ms per
+batch of 32 at 224 px, real ImageNet weights), ResNet-50 1.15x (bench/fold_batchnorm.py). Features
+differ from the unfolded model by rounding only (Lite0 on real photos: max abs difference 1.5e-5,
+cosine 0.9999998).
 
 Only float32 runs are folded: under bf16/fp16 autocast the folded bias would be rounded to 8 bits of
 mantissa, where the separate BatchNorm keeps float32 statistics (and torch.compile, the GPU default,
