@@ -6,13 +6,14 @@ result object; none prints (the CLI does).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
@@ -116,9 +117,9 @@ def extract(
     from featurekit.cache.lock import CacheLock
     from featurekit.extract import (
         ExtractionSettings,
+        batchnorm_folds,
         check_settings,
         distributed,
-        folds_batchnorm,
         resolve_device,
         resolve_precision,
     )
@@ -161,7 +162,7 @@ def extract(
         precision=precision,
         extraction={
             **settings.runtime_record(),
-            "fold_batchnorm": folds_batchnorm(precision),
+            "fold_batchnorm": len(batchnorm_folds(model, precision)),  # BatchNorm layers folded
             "commit_every": settings.commit_every,
             "data": str(data),
             "source_options": asdict(source or SourceOptions()),
@@ -219,6 +220,24 @@ class _Background(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
+def _check_ranks_list_the_same_rows(index: ImageIndex, ranks: Any) -> None:
+    """Every rank must have indexed the same rows: each embeds every world-th row of its own list.
+
+    Raises on every rank alike (they all compare the same gathered values), so none waits for another.
+    """
+    from featurekit.extract import distributed
+
+    listing = hashlib.sha256("\n".join(index.paths).encode()).hexdigest()
+    listed = cast(list[tuple[int, str]], distributed.every_rank(ranks, (len(index), listing)))
+    if len(set(listed)) > 1:
+        counts = ", ".join(f"rank {rank}: {rows} rows" for rank, (rows, _) in enumerate(listed))
+        raise InvalidInputError(
+            f"{index.root}: the ranks listed different images ({counts}); the folder or CSV changed while "
+            "torchrun started them, or the ranks see different file systems. Run the same command again "
+            "once every rank sees the same files"
+        )
+
+
 def _run_extraction(
     index: ImageIndex,
     model: Any,
@@ -261,6 +280,7 @@ def _run_extraction(
             raise setup_error
         raise FeaturekitError("another rank could not start the extraction; its log says why")
 
+    _check_ranks_list_the_same_rows(index, ranks)
     hashing_error: BaseException | None = None
     mine: HashedFiles = {}
     try:

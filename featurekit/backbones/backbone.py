@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,12 @@ from torch import nn
 from featurekit.backbones.weights import WeightsInfo
 from featurekit.config import Preprocess
 from featurekit.errors import InvalidInputError
+
+
+def pre_logits_features(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """timm's pooled pre-logits embedding: `forward_head(forward_features(x), pre_logits=True)`."""
+    features = model.forward_head(model.forward_features(images), pre_logits=True)  # type: ignore[operator]
+    return features.flatten(1)
 
 
 @dataclass(eq=False)
@@ -39,13 +46,17 @@ class Backbone:
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise InvalidInputError(f"embed expects a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
-        model = self.model
+        return self.forward_pass()(self.model, images)
+
+    def forward_pass(self) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+        """What `embed` runs, as a function of (model, images): the modules it calls and how they
+        connect are what BatchNorm folding traces (featurekit/extract/fold_batchnorm.py)."""
         if self.layers:
             from featurekit.backbones.layers import intermediate_features
 
-            return intermediate_features(model, images, self.layers, self.pools)
-        features = model.forward_head(model.forward_features(images), pre_logits=True)  # type: ignore[operator]
-        return features.flatten(1)
+            layers, pools = self.layers, self.pools
+            return lambda model, images: intermediate_features(model, images, layers, pools)
+        return pre_logits_features
 
     @property
     def size_dim(self) -> int:

@@ -12,6 +12,7 @@ ranks (one machine, or a shared file system for several).
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -64,6 +65,15 @@ def agree(ranks: Ranks, ok: bool) -> bool:
     flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def every_rank(ranks: Ranks, value: Hashable) -> list[Hashable]:
+    """`value` from every rank, in rank order, on every rank (a barrier too)."""
+    if ranks.world <= 1:
+        return [value]
+    values: list[Hashable] = [None] * ranks.world
+    dist.all_gather_object(values, value)
+    return values
 
 
 def gather_hashed_files(ranks: Ranks, mine: HashedFiles) -> HashedFiles:

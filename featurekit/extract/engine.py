@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ from featurekit.errors import InvalidInputError
 from featurekit.extract.batch_size import OomBackoff, auto_batch_size, check_batch_size
 from featurekit.extract.compile import check_compile_mode, compile_forward
 from featurekit.extract.dataset import BadInput, Batch, IndexDataset, Sample, collate_samples
-from featurekit.extract.fold_batchnorm import fold_batchnorm
+from featurekit.extract.fold_batchnorm import fold_pairs, foldable_pairs
 from featurekit.extract.gpu_decode import (
     EncodedDataset,
     MixedBatch,
@@ -120,17 +121,30 @@ def folds_batchnorm(precision: str) -> bool:
     return precision == "float32"
 
 
-def prepare_model(backbone: Backbone, device: torch.device, precision: str) -> None:
-    """Ready `backbone.model` for inference on `device`, in place (idempotent).
+def batchnorm_folds(backbone: Backbone, precision: str) -> list[tuple[str, str]]:
+    """The (conv, norm) pairs extraction at `precision` folds (none unless float32)."""
+    if not folds_batchnorm(precision):
+        return []
+    return foldable_pairs(backbone.model, backbone.forward_pass())
+
+
+def prepare_model(backbone: Backbone, device: torch.device, precision: str) -> Backbone:
+    """The backbone extraction runs, ready for inference on `device`.
 
     channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite); in
     float32, each BatchNorm is folded into the convolution before it (1.25x on CPU for Lite0; see
-    fold_batchnorm.py for why not under autocast).
+    fold_batchnorm.py for why not under autocast). The folding happens in a copy of the model, so
+    the caller's keeps its BatchNorm layers (it may be trained, or run under autocast, later); the
+    model is moved to `device` and set to channels_last in place, as before.
     """
-    model = backbone.model.to(device)
-    if folds_batchnorm(precision):
-        fold_batchnorm(model)
-    model.to(memory_format=torch.channels_last)
+    pairs = batchnorm_folds(backbone, precision)
+    if pairs:
+        folded = copy.deepcopy(backbone.model)
+        fold_pairs(folded, pairs)
+        backbone = copy.copy(backbone)  # everything else as given (attributes included), own model
+        backbone.model = folded
+    backbone.model.to(device).to(memory_format=torch.channels_last)
+    return backbone
 
 
 def default_workers(device: torch.device, cores: int | None = None) -> int:
@@ -204,7 +218,7 @@ def iter_feature_chunks(
         # Make `device` the current GPU: events, streams, the pin-memory thread and nvJPEG otherwise
         # use cuda:0, so rank 1's copies would be waited for on the wrong GPU.
         torch.cuda.set_device(device)
-    prepare_model(backbone, device, precision)
+    backbone = prepare_model(backbone, device, precision)
     forward = _features_fn(backbone, device, precision, settings.tta)
     batch_size = int(settings.batch_size) if settings.batch_size != "auto" else 0
     if not batch_size:

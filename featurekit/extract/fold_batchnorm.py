@@ -2,8 +2,8 @@
 
 In eval mode BatchNorm is a fixed per-channel affine map, so `bn(conv(x))` equals one convolution
 with scaled weights and a bias. Folding removes a full read and write of every convolution's output:
-EfficientNet-Lite0 (the offline default) runs 1.25-1.28x faster on the 2-core CPU (236 → 188 ms per
-batch of 32 at 224 px, real ImageNet weights), ResNet-50 1.15x (bench/fold_batchnorm.py). Features
+EfficientNet-Lite0 (the offline default) runs 1.25-1.30x faster on the 2-core CPU (236 → 188 ms per
+batch of 32 at 224 px, real ImageNet weights), ResNet-50 1.14-1.15x (bench/fold_batchnorm.py). Features
 differ from the unfolded model by rounding only (Lite0 on real photos: max abs difference 1.5e-5,
 cosine 0.9999998).
 
@@ -11,22 +11,28 @@ Only float32 runs are folded: under bf16/fp16 autocast the folded bias would be 
 mantissa, where the separate BatchNorm keeps float32 statistics (and torch.compile, the GPU default,
 fuses BatchNorm with the activation anyway).
 
-Which convolution feeds which BatchNorm comes from a torch.fx trace of the features forward pass,
-not from module order: a pair is folded only when the convolution's output goes to that BatchNorm
-alone and each module is called once. Models fx cannot trace (dynamic shapes, data-dependent control
-flow) run unfolded, exactly as before. The model is changed in place; it stays in eval mode and must
-not be trained afterwards (the BatchNorm modules are gone).
+Which convolution feeds which BatchNorm comes from a torch.fx trace of the pass extraction runs
+(`Backbone.forward_pass`: the pre-logits embedding, or `forward_intermediates` under `--layers`,
+where e.g. GhostNet's first feature map is the stem convolution's output before its BatchNorm), not
+from module order: a pair is folded only when the convolution's output goes to that BatchNorm alone
+and each module is called once, under one name. Models fx cannot trace (dynamic shapes,
+data-dependent control flow) run unfolded, exactly as before. `fold_batchnorm` changes the model in
+place (it must not be trained afterwards: its BatchNorm modules are gone); extraction folds a copy
+(`engine.prepare_model`), so a caller's backbone keeps its BatchNorm layers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 import torch.fx
 from timm.layers import BatchNormAct2d, Conv2dSame
 from torch import nn
+
+from featurekit.backbones.backbone import pre_logits_features
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +54,20 @@ class ActivationOnly(nn.Module):
         return self.act(self.drop(x))
 
 
-class _FeaturesForward(nn.Module):
-    """The pass Backbone.embed runs (forward_features, then pooled pre-logits), as a traceable root."""
+# What a model's embedding pass is, as a function of (model, images): `Backbone.forward_pass()`.
+ForwardPass = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
-    def __init__(self, model: nn.Module) -> None:
+
+class _PassRoot(nn.Module):
+    """The pass that extraction runs (`Backbone.forward_pass`), as a traceable root module."""
+
+    def __init__(self, model: nn.Module, forward: ForwardPass) -> None:
         super().__init__()
         self.model = model
+        self._forward = forward
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)  # type: ignore[operator]
+        return self._forward(self.model, x)
 
 
 class _LeafTracer(torch.fx.Tracer):
@@ -68,14 +79,15 @@ class _LeafTracer(torch.fx.Tracer):
         )
 
 
-def fold_batchnorm(model: nn.Module) -> int:
-    """Fold every eval-mode BatchNorm fed only by a convolution into it, in place; the pairs folded.
+def fold_batchnorm(model: nn.Module, forward: ForwardPass = pre_logits_features) -> int:
+    """Fold every eval-mode BatchNorm fed only by a convolution in the pass `forward` runs, in place;
+    the number of pairs folded. Never raises for a model it cannot analyse: that model is left as
+    it was (0 pairs)."""
+    return fold_pairs(model, foldable_pairs(model, forward))
 
-    Never raises for a model it cannot analyse: that model is left as it was (0 pairs).
-    """
-    if model.training:
-        return 0
-    pairs = _conv_norm_pairs(model)
+
+def fold_pairs(model: nn.Module, pairs: list[tuple[str, str]]) -> int:
+    """Fold each (conv, norm) of `pairs` (from `foldable_pairs` on this model or a copy of it)."""
     with torch.no_grad():
         for conv_name, norm_name in pairs:
             conv = model.get_submodule(conv_name)
@@ -90,17 +102,20 @@ def fold_batchnorm(model: nn.Module) -> int:
     return len(pairs)
 
 
-def _conv_norm_pairs(model: nn.Module) -> list[tuple[str, str]]:
-    """(conv, norm) module names, relative to `model`, where the conv's only consumer is the norm."""
-    if not any(type(m) in _FOLDABLE_NORMS for m in model.modules()):
-        return []  # nothing to fold (ViTs, ConvNeXt): skip the trace
-    root = _FeaturesForward(model)
+def foldable_pairs(model: nn.Module, forward: ForwardPass = pre_logits_features) -> list[tuple[str, str]]:
+    """(conv, norm) module names, relative to `model`, that can be folded for the pass `forward`
+    runs: the conv's only consumer is the norm, each is called once, and neither is registered
+    under a second name (fx would name it by its first, and the second would keep the norm)."""
+    if model.training or not any(type(m) in _FOLDABLE_NORMS for m in model.modules()):
+        return []  # training mode, or nothing to fold (ViTs, ConvNeXt): skip the trace
+    root = _PassRoot(model, forward)
     try:
         graph = _LeafTracer().trace(root)
     except Exception as error:  # fx raises many types for untraceable code; unfolded is always correct
         logger.debug("not folding BatchNorm: %s cannot be traced (%s)", type(model).__name__, error)
         return []
     modules = dict(root.named_modules())
+    names = Counter(id(m) for _, m in root.named_modules(remove_duplicate=False))
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
     pairs = []
     for node in graph.nodes:
@@ -115,6 +130,8 @@ def _conv_norm_pairs(model: nn.Module) -> list[tuple[str, str]]:
             and len(source.users) == 1
             and calls[source.target] == 1
             and calls[node.target] == 1
+            and names[id(conv)] == 1
+            and names[id(norm)] == 1
             and _foldable_norm(norm, conv)
         ):
             pairs.append((_relative(str(source.target)), _relative(str(node.target))))

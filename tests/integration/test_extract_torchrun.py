@@ -38,16 +38,56 @@ ARGS = ["--backbone", "test_resnet", "--weights", "random", "--no-progress", "--
 ARGS += ["--img-size", "32", "--batch-size", "4", "--device", "cpu"]
 
 
+SHORT_LISTING_SCRIPT = """
+import dataclasses, os, sys
+from featurekit import api
+from featurekit.cli.main import main
+
+real_load_image_index = api.load_image_index
+def load_image_index(*args, **kwargs):  # rank 1 sees one image fewer, as if the folder changed
+    index = real_load_image_index(*args, **kwargs)
+    if os.environ["RANK"] == "1":
+        index = dataclasses.replace(index, paths=index.paths[:-1], labels=index.labels[:-1])
+    return index
+api.load_image_index = load_image_index
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _images(root: Path, rng: np.random.Generator, per_class: int) -> None:
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(
+                root / cls / f"{i}.png"
+            )
+
+
+def test_ranks_that_list_different_images_stop_with_one_clear_error(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    data = tmp_path / "data"
+    _images(data, rng, per_class=3)
+    script = tmp_path / "extract_short_listing.py"
+    script.write_text(SHORT_LISTING_SCRIPT)
+    out = tmp_path / "c.h5"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += [str(script), "extract", str(data), *ARGS, "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    # Both ranks say it in one line and exit with 1 (user error); none is left waiting for the other.
+    assert said.count("the ranks listed different images (rank 0: 6 rows, rank 1: 5 rows)") == 2, said
+    assert said.count("exitcode  : 1") == 2 and "Connection closed" not in said, said
+    assert not out.exists() and not list(tmp_path.glob("c.h5*"))
+
+
 def test_two_ranks_write_one_cache_equal_to_a_single_process_run(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
     data = tmp_path / "data"
-    for cls in ("a", "b"):
-        (data / cls).mkdir(parents=True)
-        for i in range(9):  # 18 rows: uneven batches on each rank
-            Image.fromarray(rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(
-                data / cls / f"{i}.png"
-            )
+    _images(data, rng, per_class=9)  # 18 rows: uneven batches on each rank
     (data / "b" / "broken.png").write_bytes(b"not a png")  # a failure on one rank is reported by rank 0
     (data / "b" / "empty.png").write_bytes(b"")  # unreadable: found by the rank that hashes it
 

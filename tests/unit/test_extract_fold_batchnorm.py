@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +12,9 @@ from PIL import Image
 from timm.layers import BatchNormAct2d, Conv2dSame, StdConv2d
 from torch import nn
 
-from featurekit.backbones import create_backbone
-from featurekit.extract import ExtractionSettings, folds_batchnorm, prepare_model
-from featurekit.extract.fold_batchnorm import fold_batchnorm
+from featurekit.backbones import create_backbone, with_layers
+from featurekit.extract import ExtractionSettings, batchnorm_folds, folds_batchnorm, prepare_model
+from featurekit.extract.fold_batchnorm import fold_batchnorm, foldable_pairs
 
 
 class _Net(nn.Module):
@@ -161,8 +160,57 @@ def test_only_float32_extraction_folds() -> None:
     assert not folds_batchnorm("bfloat16")  # the folded bias would be rounded to bf16
     backbone = create_backbone("test_efficientnet", weights="random")
     norms = _norms(backbone.model)
-    prepare_model(backbone, torch.device("cpu"), "bfloat16")
+    prepared = prepare_model(backbone, torch.device("cpu"), "bfloat16")
+    assert _norms(prepared.model) == norms > 0
+    assert batchnorm_folds(backbone, "bfloat16") == []
+
+
+def test_extraction_folds_a_copy_and_leaves_the_callers_backbone_alone() -> None:
+    """A caller may train its backbone or run it under autocast after a float32 extraction."""
+    backbone = create_backbone("test_efficientnet", weights="random")
+    norms = _norms(backbone.model)
+    prepared = prepare_model(backbone, torch.device("cpu"), "float32")
+    assert _norms(prepared.model) == 0 and prepared.model is not backbone.model
     assert _norms(backbone.model) == norms > 0
+
+
+def test_a_norm_registered_under_two_names_is_left_alone() -> None:
+    """fx names a module by its first name only: folding would leave the second one applying it."""
+
+    class Aliased(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.bn = nn.BatchNorm2d(4)
+            self.head = nn.ModuleDict({"norm": self.bn})
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head["norm"](self.conv(x))
+
+    model = _random_stats(_Net(Aliased()))
+    x = _images()
+    expected = _embed(model, x)
+    assert fold_batchnorm(model) == 0
+    assert torch.equal(_embed(model, x), expected)
+
+
+def test_layers_fold_only_what_their_pass_allows() -> None:
+    """`--layers` runs forward_intermediates, not the pre-logits pass: GhostNet's feature 0 is the
+    stem convolution's output before its BatchNorm, so that pair must stay apart there."""
+    backbone = with_layers(create_backbone("ghostnet_100", weights="random"), layers=(0, -1))
+    _random_stats(backbone.model)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        expected = backbone.embed(x)
+    pairs = batchnorm_folds(backbone, "float32")
+    assert ("conv_stem", "bn1") not in pairs and len(pairs) > 10
+    assert ("conv_stem", "bn1") in foldable_pairs(backbone.model)  # the pre-logits pass allows it
+
+    prepared = prepare_model(backbone, torch.device("cpu"), "float32")
+    with torch.inference_mode():
+        folded = prepared.embed(x.contiguous(memory_format=torch.channels_last))
+    scale = expected.abs().max().item()
+    assert (folded - expected).abs().max().item() < 1e-5 * scale
 
 
 @pytest.mark.shared_data
@@ -172,18 +220,17 @@ def test_default_backbone_with_real_weights_on_real_photos(shared_data: Path) ->
     photos = sorted((shared_data / "bccd").rglob("*.jpg"))[:4]
     assert len(photos) == 4, f"no BCCD photos under {shared_data / 'bccd'}"
     backbone = create_backbone("tf_efficientnet_lite0")
-    reference = copy.deepcopy(backbone.model)
     size = backbone.preprocess.img_size
     pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size))) for p in photos])
     x = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5  # Lite0: mean = std = 0.5
 
-    prepare_model(backbone, torch.device("cpu"), "float32")
+    prepared = prepare_model(backbone, torch.device("cpu"), "float32")
 
-    assert _norms(reference) == 49 and _norms(backbone.model) == 0
+    assert _norms(backbone.model) == 49 and _norms(prepared.model) == 0
     with torch.inference_mode():
-        folded = backbone.embed(x.contiguous(memory_format=torch.channels_last))
-    expected = _embed(reference, x)
-    # Measured: max abs difference 1.4e-5 on features of magnitude ~5 (docs/benchmarks.md).
+        folded = prepared.embed(x.contiguous(memory_format=torch.channels_last))
+    expected = _embed(backbone.model, x)
+    # Measured: max abs difference 1.5e-5 on features of magnitude ~5 (docs/benchmarks.md).
     assert (folded - expected).abs().max().item() < 1e-4
     assert F.cosine_similarity(folded, expected).min().item() > 0.99999
 
@@ -204,4 +251,6 @@ def test_extraction_records_the_fold_in_the_provenance(tmp_path: Path) -> None:
         settings=ExtractionSettings(progress=False, batch_size=2, device="cpu"),
     )
     provenance, _ = read_provenance(report.cache_path)
-    assert provenance["extraction"]["fold_batchnorm"] is True
+    folded = provenance["extraction"]["fold_batchnorm"]  # how many BatchNorm layers were folded
+    model = create_backbone("test_efficientnet", weights="random").model
+    assert folded == len(foldable_pairs(model)) == _norms(model) > 0
