@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,6 +206,31 @@ def iter_feature_chunks(
     """
     settings = settings or ExtractionSettings()
     check_settings(settings)
+    with current_gpu(resolve_device(settings.device)):
+        yield from _feature_chunks(backbone, index, rows=rows, settings=settings)
+
+
+@contextmanager
+def current_gpu(device: torch.device) -> Iterator[None]:
+    """Make an indexed CUDA `device` the current GPU while extracting, then restore the caller's.
+
+    Events, streams, the pin-memory thread and nvJPEG otherwise use the current GPU (cuda:0 unless
+    the caller chose another), so rank 1's copies would be waited for on the wrong GPU.
+    """
+    if device.type != "cuda" or device.index is None:
+        yield
+        return
+    previous = torch.cuda.current_device()
+    torch.cuda.set_device(device)
+    try:
+        yield
+    finally:
+        torch.cuda.set_device(previous)
+
+
+def _feature_chunks(
+    backbone: Backbone, index: ImageIndex, *, rows: Sequence[int] | None, settings: ExtractionSettings
+) -> Iterator[FeatureChunk]:
     device = resolve_device(settings.device)
     precision = resolve_precision(device, settings.amp)
     selected = list(range(len(index))) if rows is None else list(rows)
@@ -214,10 +240,6 @@ def iter_feature_chunks(
     decode = _multi_size_decode(settings.decode) if sizes else resolve_decode(settings.decode, device, pre)
     if device.type == "cpu":
         keep_freed_memory()  # 4x faster CPU forward passes on glibc (see host_memory.py)
-    elif device.type == "cuda" and device.index is not None:
-        # Make `device` the current GPU: events, streams, the pin-memory thread and nvJPEG otherwise
-        # use cuda:0, so rank 1's copies would be waited for on the wrong GPU.
-        torch.cuda.set_device(device)
     backbone = prepare_model(backbone, device, precision)
     forward = _features_fn(backbone, device, precision, settings.tta)
     batch_size = int(settings.batch_size) if settings.batch_size != "auto" else 0
