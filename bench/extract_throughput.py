@@ -126,7 +126,7 @@ def model_only(
     backbone = create_backbone(name, weights="random", overrides=PreprocessOverrides(img_size=img_size))
     cuda = device.type == "cuda"
     # As extraction prepares it: channels_last, and in float32 every BatchNorm folded into its conv.
-    prepare_model(backbone, device, "bfloat16" if cuda else "float32")
+    backbone = prepare_model(backbone, device, "bfloat16" if cuda else "float32")
     forward = backbone.embed
     if cuda and compile_mode is not None:
         options = {} if compile_mode == "default" else {"mode": compile_mode}
