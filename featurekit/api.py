@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -230,7 +230,7 @@ def _check_ranks_list_the_same_rows(index: ImageIndex, ranks: Any) -> None:
     if ranks.world <= 1:
         return
     listing = hashlib.sha256("\n".join(index.paths).encode()).hexdigest()
-    listed = cast(list[tuple[int, str]], distributed.every_rank(ranks, (len(index), listing)))
+    listed = distributed.every_rank(ranks, (len(index), listing))
     if len(set(listed)) > 1:
         counts = ", ".join(f"rank {rank}: {rows} rows" for rank, (rows, _) in enumerate(listed))
         raise InvalidInputError(
@@ -257,7 +257,6 @@ def _run_extraction(
 ) -> ExtractReport:
     from featurekit.cache import remove_temporaries
     from featurekit.cache.journal import Journal
-    from featurekit.errors import FeaturekitError
     from featurekit.extract import distributed
     from featurekit.extract.bad_inputs import bad_inputs_path, write_bad_inputs
     from featurekit.extract.dataset import BadInput
@@ -277,10 +276,9 @@ def _run_extraction(
             journal.start(provenance=provenance, key=key, overwrite=overwrite)
     except BaseException as exc:
         setup_error = exc
-    if not distributed.agree(ranks, setup_error is None):
-        if setup_error is not None:
-            raise setup_error
-        raise FeaturekitError("another rank could not start the extraction; its log says why")
+    distributed.stop_unless_every_rank_ok(
+        ranks, setup_error, "another rank could not start the extraction; its log says why"
+    )
 
     _check_ranks_list_the_same_rows(index, ranks)
     hashing_error: BaseException | None = None
@@ -289,10 +287,9 @@ def _run_extraction(
         mine = hashing.result()
     except BaseException as exc:
         hashing_error = exc
-    if not distributed.agree(ranks, hashing_error is None):
-        if hashing_error is not None:
-            raise hashing_error
-        raise FeaturekitError("another rank could not hash its files; its log says why")
+    distributed.stop_unless_every_rank_ok(
+        ranks, hashing_error, "another rank could not hash its files; its log says why"
+    )
     hashed = rows_from_files(index, distributed.gather_hashed_files(ranks, mine))
     rows = RowTable.from_index(index, hashed.hashes)
     failures = [
@@ -330,10 +327,9 @@ def _run_extraction(
         extracted = outcome.rows
     except BaseException as exc:
         outcome_error = exc
-    if not distributed.agree(ranks, outcome_error is None):
-        if outcome_error is not None:
-            raise outcome_error
-        raise FeaturekitError("another rank stopped; committed work is kept and the same command resumes")
+    distributed.stop_unless_every_rank_ok(
+        ranks, outcome_error, "another rank stopped; committed work is kept and the same command resumes"
+    )
     if not ranks.is_main:
         distributed.agree(ranks, True)  # wait for rank 0's cache
         return ExtractReport(

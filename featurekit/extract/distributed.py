@@ -12,14 +12,17 @@ ranks (one machine, or a shared file system for several).
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
+from featurekit.errors import FeaturekitError
 from featurekit.images import HashedFiles
+
+T = TypeVar("T")
 
 # A rank may wait for slower ranks for the whole extraction: far beyond torch's 30-minute default.
 _BARRIER_TIMEOUT = timedelta(days=2)
@@ -67,11 +70,20 @@ def agree(ranks: Ranks, ok: bool) -> bool:
     return bool(flag.item())
 
 
-def every_rank(ranks: Ranks, value: Hashable) -> list[Hashable]:
+def stop_unless_every_rank_ok(ranks: Ranks, error: BaseException | None, elsewhere: str) -> None:
+    """After every rank has tried a step: raise this rank's `error`, or, when only another rank
+    failed, a FeaturekitError saying `elsewhere`; return when every rank succeeded."""
+    if not agree(ranks, error is None):
+        if error is not None:
+            raise error
+        raise FeaturekitError(elsewhere)
+
+
+def every_rank(ranks: Ranks, value: T) -> list[T]:
     """`value` from every rank, in rank order, on every rank (a barrier too)."""
     if ranks.world <= 1:
         return [value]
-    values: list[Hashable] = [None] * ranks.world
+    values: list[Any] = [None] * ranks.world
     dist.all_gather_object(values, value)
     return values
 
@@ -82,13 +94,9 @@ def gather_hashed_files(ranks: Ranks, mine: HashedFiles) -> HashedFiles:
     Each rank reads only its slice of the files for hashing (1/world of the bytes, which on a shared
     file system is the whole point), then the slices travel over gloo: ~100 bytes per file.
     """
-    if ranks.world <= 1:
-        return mine
-    shares: list[HashedFiles | None] = [None] * ranks.world
-    dist.all_gather_object(shares, mine)
     merged: HashedFiles = {}
-    for share in shares:
-        merged.update(share or {})
+    for share in every_rank(ranks, mine):
+        merged.update(share)
     return merged
 
 

@@ -206,8 +206,9 @@ def iter_feature_chunks(
     """
     settings = settings or ExtractionSettings()
     check_settings(settings)
-    with current_gpu(resolve_device(settings.device)):
-        yield from _feature_chunks(backbone, index, rows=rows, settings=settings)
+    device = resolve_device(settings.device)
+    with current_gpu(device):
+        yield from _feature_chunks(backbone, index, rows=rows, settings=settings, device=device)
 
 
 @contextmanager
@@ -229,9 +230,13 @@ def current_gpu(device: torch.device) -> Iterator[None]:
 
 
 def _feature_chunks(
-    backbone: Backbone, index: ImageIndex, *, rows: Sequence[int] | None, settings: ExtractionSettings
+    backbone: Backbone,
+    index: ImageIndex,
+    *,
+    rows: Sequence[int] | None,
+    settings: ExtractionSettings,
+    device: torch.device,
 ) -> Iterator[FeatureChunk]:
-    device = resolve_device(settings.device)
     precision = resolve_precision(device, settings.amp)
     selected = list(range(len(index))) if rows is None else list(rows)
     pre = backbone.preprocess

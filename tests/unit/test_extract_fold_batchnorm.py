@@ -89,38 +89,32 @@ def test_folding_twice_changes_nothing_more() -> None:
     assert torch.equal(_embed(model, x), once)
 
 
-class _Residual(nn.Module):
-    """The convolution's output also feeds the sum: folding would change what the sum sees."""
+class _ConvThenNorm(nn.Module):
+    """A convolution and a BatchNorm; each subclass wires them up in its own `forward`."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
         self.bn = nn.BatchNorm2d(3)
+
+
+class _Residual(_ConvThenNorm):
+    """The convolution's output also feeds the sum: folding would change what the sum sees."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
         return self.bn(y) + y
 
 
-class _Shared(nn.Module):
+class _Shared(_ConvThenNorm):
     """One convolution called twice: its weights serve a path without the BatchNorm."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x)) + self.conv(x)
 
 
-class _DataDependent(nn.Module):
+class _DataDependent(_ConvThenNorm):
     """Control flow on tensor values: torch.fx cannot trace it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.bn(self.conv(x))
