@@ -123,9 +123,10 @@ def extract(
         resolve_device,
         resolve_precision,
     )
+    from featurekit.extract.engine import resolved_runtime
     from featurekit.extract.interrupt import stop_signals
     from featurekit.extract.job import check_on_error
-    from featurekit.extract.provenance import build_provenance
+    from featurekit.extract.provenance import build_provenance, build_run_record
 
     started = time.perf_counter()
     settings = settings or ExtractionSettings()
@@ -169,6 +170,9 @@ def extract(
         },
         tta=settings.tta,
     )
+    run = build_run_record(
+        provenance, resolved=resolved_runtime(model, settings), rank=ranks.rank, world=ranks.world
+    )
     key = _provenance_key(provenance)
     cache_path = Path(out) if out is not None else default_cache_path(Path(data), backbone, key)
     lock = CacheLock(cache_path)
@@ -180,6 +184,7 @@ def extract(
                 hashing=hashing,
                 cache_path=cache_path,
                 provenance=provenance,
+                run=run,
                 key=key,
                 settings=settings,
                 overwrite=overwrite,
@@ -247,6 +252,7 @@ def _run_extraction(
     hashing: _Background[HashedFiles],
     cache_path: Path,
     provenance: dict[str, Any],
+    run: dict[str, Any],
     key: str,
     settings: Any,
     overwrite: bool,
@@ -323,6 +329,7 @@ def _run_extraction(
             journal=journal,
             settings=settings,
             stop=stop,
+            run=run,
         )
         extracted = outcome.rows
     except BaseException as exc:

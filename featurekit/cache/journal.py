@@ -28,6 +28,7 @@ from featurekit.cache import faults
 from featurekit.cache.atomic import TMP_MARK, replacing
 from featurekit.cache.checksum import unit_digest
 from featurekit.cache.provenance import first_difference
+from featurekit.cache.runs import DECODER_DTYPE, DECODERS, RowsMade, merge_run_records, unrecorded_run
 from featurekit.errors import CacheDamagedError, ProvenanceMismatchError
 
 logger = logging.getLogger(__name__)
@@ -64,13 +65,30 @@ class UnitFeatures(Mapping[str, np.ndarray]):
     def __init__(self) -> None:
         self._paths: list[Path] = []
         self._where: dict[str, tuple[int, int]] = {}
+        self._unit_run: list[int] = []  # per unit: index into `runs`
+        self._unit_decoder: list[np.ndarray] = []  # per unit: (n,) uint8 decoder codes
+        self.runs: list[dict[str, Any]] = []  # the runs that made the units, one record per run id
         self._loaded: OrderedDict[int, np.ndarray] = OrderedDict()
         self._ranks: set[str] = set()
         self._keep_all = False  # set by plan_reads when the rows come far from the units' order
 
-    def add_unit(self, path: Path, keys: Sequence[str]) -> None:
+    def add_unit(
+        self, path: Path, keys: Sequence[str], made: tuple[dict[str, Any], np.ndarray] | None = None
+    ) -> None:
+        """A verified unit's rows; `made`: its run record and per-row decoder codes (None: unrecorded)."""
         unit = len(self._paths)
         self._paths.append(path)
+        run, decoder = made if made is not None else (unrecorded_run(None), np.zeros(len(keys), np.uint8))
+        run_id = str(run.get("id"))
+        for i, known in enumerate(self.runs):
+            if str(known.get("id")) == run_id:
+                self.runs[i] = merge_run_records(known, run)
+                self._unit_run.append(i)
+                break
+        else:
+            self._unit_run.append(len(self.runs))
+            self.runs.append(dict(run))
+        self._unit_decoder.append(decoder)
         match = _UNIT_NAME.match(path.name)
         self._ranks.add(match.group(1) if match else "")
         for row, key in enumerate(keys):
@@ -109,6 +127,17 @@ class UnitFeatures(Mapping[str, np.ndarray]):
                 out = np.empty((len(keys), features.shape[1]), dtype=np.float32)
             out[group] = features[where[group, 1]]
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def made(self, keys: Sequence[str]) -> RowsMade:
+        """The run and decoder of each of `keys`, in order (runs indexed into `self.runs`)."""
+        where = np.array([self._where[k] for k in keys], dtype=np.int64).reshape(-1, 2)
+        unit_run = np.asarray(self._unit_run, dtype=np.int32)
+        run = unit_run[where[:, 0]] if len(where) else np.empty(0, dtype=np.int32)
+        sizes = np.array([len(d) for d in self._unit_decoder], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        every = np.concatenate(self._unit_decoder) if self._unit_decoder else np.empty(0, np.uint8)
+        decoder = every[offsets[where[:, 0]] + where[:, 1]] if len(where) else np.empty(0, np.uint8)
+        return RowsMade(runs=self.runs, run=run, decoder=decoder.astype(np.uint8))
 
     def _unit(self, unit: int) -> np.ndarray:
         features = self._loaded.get(unit)
@@ -226,11 +255,16 @@ class Journal:
         keys: Sequence[str],
         paths: Sequence[str],
         failures: Sequence[FailedRow] = (),
+        run: dict[str, Any] | None = None,
+        decoder: np.ndarray | None = None,
     ) -> Path:
-        """Write one unit atomically and return its path."""
+        """Write one unit atomically and return its path. `run`: the record of the run that made it;
+        `decoder`: each row's decoder code (runs.DECODERS); either absent reads back as unrecorded."""
         features = np.ascontiguousarray(features, dtype=np.float32)
         if features.shape[0] != len(keys) or len(keys) != len(paths):
             raise ValueError(f"unit of {features.shape[0]} features, {len(keys)} keys, {len(paths)} paths")
+        if decoder is not None and len(decoder) != len(keys):
+            raise ValueError(f"unit of {len(keys)} rows with {len(decoder)} decoder codes")
         path = self.dir / f"unit-{self.rank}-{self._take_seq():06d}.h5"
         with replacing(path) as tmp, h5py.File(tmp, "w") as f:
             f.attrs["format"] = JOURNAL_FORMAT
@@ -240,6 +274,10 @@ class Journal:
             f.create_dataset("path", data=np.array(list(paths), dtype=object), dtype=_STR)
             bad = np.array([[b.key, b.path, b.stage, b.reason] for b in failures], dtype=object)
             f.create_dataset("failed", data=bad.reshape(-1, 4), dtype=_STR)
+            if run is not None:
+                f.attrs["run"] = json.dumps(run, sort_keys=True)
+            if decoder is not None:
+                f.create_dataset("decoder", data=np.asarray(decoder, dtype=np.uint8), dtype=DECODER_DTYPE)
         faults.crash_point("unit-committed")
         return path
 
@@ -261,6 +299,7 @@ class Journal:
         """Every committed unit whose checksum holds; damaged units are named and left out."""
         features = UnitFeatures()
         contents = JournalContents(features=features)
+        older_units_run = unrecorded_run((self.meta() or {}).get("provenance"))
         for path in self.unit_paths():
             try:
                 _, keys, _, failed = read_unit(path)
@@ -268,8 +307,15 @@ class Journal:
                 logger.warning("%s; its rows will be extracted again", exc)
                 contents.damaged.append(str(exc))
                 continue
+            try:
+                made = read_unit_made(path, len(keys))
+            except UnitDamaged as exc:  # metadata only: its features passed their checksum
+                logger.warning("%s; its rows' run reads as unrecorded", exc)
+                made = None
             contents.units += 1
-            features.add_unit(path, keys)
+            if made is None:  # a unit of a featurekit that did not record runs
+                made = (older_units_run, np.zeros(len(keys), np.uint8))
+            features.add_unit(path, keys, made)
             for bad in failed:
                 contents.failures[bad.key] = bad
         return contents
@@ -296,6 +342,26 @@ class UnitDamaged(CacheDamagedError):
 
 def _strings(dataset: h5py.Dataset) -> list[str]:
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in dataset[()].reshape(-1)]
+
+
+def read_unit_made(path: Path, rows: int) -> tuple[dict[str, Any], np.ndarray] | None:
+    """A unit's run record and per-row decoder codes; None when it has neither (an older unit)."""
+    try:
+        with h5py.File(path, "r") as f:
+            run = f.attrs.get("run")
+            decoder = f["decoder"][()] if "decoder" in f else None
+    except Exception as exc:
+        raise UnitDamaged(path, f"unreadable: {type(exc).__name__}: {exc}") from None
+    if run is None and decoder is None:
+        return None
+    try:
+        record = json.loads(run) if run is not None else unrecorded_run(None)
+    except ValueError:
+        raise UnitDamaged(path, "its run record is not JSON") from None
+    codes = np.asarray(decoder, dtype=np.uint8) if decoder is not None else np.zeros(rows, np.uint8)
+    if not isinstance(record, dict) or codes.shape != (rows,) or (codes >= len(DECODERS)).any():
+        raise UnitDamaged(path, "its run record or decoder column does not match its rows")
+    return record, codes
 
 
 def read_unit(path: Path) -> tuple[np.ndarray, list[str], list[str], list[FailedRow]]:

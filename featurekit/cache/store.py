@@ -9,6 +9,7 @@ old cache or the new one, never a half-written file. Work in progress lives in t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,15 +24,25 @@ from featurekit.cache.atomic import TMP_MARK, remove_matching, replacing
 from featurekit.cache.checksum import unit_bounds, unit_digest
 from featurekit.cache.featureset import FeatureSet, RowTable
 from featurekit.cache.provenance import provenance_key
+from featurekit.cache.runs import DECODER_DTYPE, DECODERS, RowsMade
 from featurekit.errors import CacheDamagedError, CacheFormatError, PathNotFoundError
 
 FORMAT = "featurekit-cache"
 FORMAT_VERSION = 2  # 2: per-unit sha256 table (/units) and fletcher32 on feature chunks
 _STR = h5py.string_dtype(encoding="utf-8")
+logger = logging.getLogger(__name__)
 
 
-def write_cache(path: Path, *, features: np.ndarray, rows: RowTable, provenance: dict[str, Any]) -> Path:
-    """Write a complete cache atomically and return its path."""
+def write_cache(
+    path: Path,
+    *,
+    features: np.ndarray,
+    rows: RowTable,
+    provenance: dict[str, Any],
+    made: RowsMade | None = None,
+) -> Path:
+    """Write a complete cache atomically and return its path. `made`: each row's run and decoder
+    (runs.py); without it the cache records none (read back as unrecorded)."""
     features = np.ascontiguousarray(features, dtype=np.float32)
     if features.ndim != 2 or features.shape[0] != len(rows):
         raise ValueError(f"features {features.shape} do not match {len(rows)} rows")
@@ -41,6 +52,7 @@ def write_cache(path: Path, *, features: np.ndarray, rows: RowTable, provenance:
         block=lambda start, stop: features[start:stop],
         rows=rows,
         provenance=provenance,
+        made=made,
     )
 
 
@@ -48,15 +60,68 @@ FeatureBlock = Callable[[int, int], np.ndarray]
 
 
 def write_cache_blocks(
-    path: Path, *, dim: int, block: FeatureBlock, rows: RowTable, provenance: dict[str, Any]
+    path: Path,
+    *,
+    dim: int,
+    block: FeatureBlock,
+    rows: RowTable,
+    provenance: dict[str, Any],
+    made: RowsMade | None = None,
 ) -> Path:
     """`write_cache` with the features given unit by unit: `block(start, stop)` returns the
     (stop - start, dim) features of those rows. Only one unit is in memory at a time, so a
     consolidation of a million rows does not need a second copy of them all."""
     path = Path(path)
+    if made is not None and len(made) != len(rows):
+        raise ValueError(f"{len(made)} rows' runs recorded for {len(rows)} rows")
     with replacing(path) as tmp, h5py.File(tmp, "w") as f:
         _write_contents(f, dim=dim, block=block, rows=rows, provenance=provenance)
+        if made is not None:
+            _write_made(f, made)
     return path
+
+
+def _write_made(f: h5py.File, made: RowsMade) -> None:
+    f.attrs["runs"] = json.dumps(made.runs, sort_keys=True)
+    f["rows"].create_dataset("run", data=np.asarray(made.run, dtype=np.int32))
+    f["rows"].create_dataset("decoder", data=np.asarray(made.decoder, dtype=np.uint8), dtype=DECODER_DTYPE)
+
+
+def read_made(f: h5py.File, *, strict: bool = False) -> RowsMade:
+    """Each row's run and decoder; a cache written before they were recorded: one unrecorded run.
+
+    A damaged record raises CacheDamagedError when `strict` (verify); otherwise it reads as
+    unrecorded with a warning: it says how rows were made, not what they are, so it never costs the
+    features (an `extract` over the cache rewrites it)."""
+    try:
+        return _read_made(f)
+    except CacheDamagedError as exc:
+        if strict:
+            raise
+        logger.warning("%s; reading every row's run as unrecorded", exc)
+        return RowsMade.unrecorded(int(f["features"].shape[0]), json.loads(f.attrs["provenance"]))
+
+
+def _read_made(f: h5py.File) -> RowsMade:
+    n = int(f["features"].shape[0])
+    if "runs" not in f.attrs or "run" not in f["rows"]:
+        return RowsMade.unrecorded(n, json.loads(f.attrs["provenance"]))
+    try:
+        runs = json.loads(f.attrs["runs"])
+        if not isinstance(runs, list) or not all(isinstance(run, dict) for run in runs):
+            raise ValueError("runs is not a list of records")
+        group = f["rows"]
+        decoder = group["decoder"][()].astype(np.uint8) if "decoder" in group else np.zeros(n, np.uint8)
+        if len(decoder) and decoder.max() >= len(DECODERS):
+            raise ValueError(f"decoder code {decoder.max()} is not one of {DECODERS}")
+        made = RowsMade(runs=runs, run=group["run"][()].astype(np.int32), decoder=decoder)
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise CacheDamagedError(
+            f"{f.filename}: the record of which run made each row is damaged ({exc})"
+        ) from exc
+    if len(made) != n:
+        raise CacheDamagedError(f"{f.filename}: rows/run has {len(made)} rows, the cache {n}")
+    return made
 
 
 def _write_contents(
@@ -208,6 +273,7 @@ class CachedRows:
     provenance_key: str
     chunk_rows: int  # rows per HDF5 chunk: HDF5 reads (and checksums) whole chunks
     identity: tuple[int, int, int]  # st_dev, st_ino, st_mtime_ns when opened
+    made: RowsMade  # each row's run and decoder (kept for the rows reused)
 
     def scattered(self, indices: np.ndarray) -> bool:
         """Whether reading these rows in this order, a cache unit at a time, would read the file's
@@ -279,6 +345,7 @@ def open_cached_rows(path: Path) -> CachedRows:
             provenance_key=str(f.attrs["provenance_key"]),
             chunk_rows=int(dataset.chunks[0]) if dataset.chunks else max(1, dataset.shape[0]),
             identity=identity,
+            made=read_made(f),
         )
 
 
@@ -306,6 +373,7 @@ def cache_info(path: Path) -> dict[str, Any]:
             "size_bytes": Path(path).stat().st_size,
             "provenance_key": str(f.attrs["provenance_key"]),
             "provenance": provenance,
+            "runs": read_made(f).summary(),
         }
     info["feature_blocks"] = info["feature_blocks"] or {
         name: info["feature_dim"] for name in block_names(provenance)

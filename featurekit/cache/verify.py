@@ -16,7 +16,8 @@ import numpy as np
 from featurekit.cache.checksum import unit_digest
 from featurekit.cache.journal import Journal, UnitProblem
 from featurekit.cache.lock import is_locked
-from featurekit.cache.store import open_cache, read_rows
+from featurekit.cache.store import open_cache, read_made, read_rows
+from featurekit.errors import CacheDamagedError
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,13 @@ class VerifyReport:
     damaged: list[DamagedUnit] = field(default_factory=list)
     journal_damaged: list[UnitProblem] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # whole-file problems (unreadable, inconsistent)
+    runs_damaged: str = ""  # the record of each row's run (runs.py) is damaged: `cache repair` rewrites it
     journal_units: int = 0
     extraction_running: bool = False
 
     @property
     def ok(self) -> bool:
-        return not (self.damaged or self.journal_damaged or self.problems)
+        return not (self.damaged or self.journal_damaged or self.problems or self.runs_damaged)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +69,7 @@ class VerifyReport:
                 {"file": p.path.name, "reason": p.reason} for p in self.journal_damaged
             ],
             "problems": self.problems,
+            "runs_damaged": self.runs_damaged,
             "journal_units": self.journal_units,
             "extraction_running": self.extraction_running,
         }
@@ -112,6 +115,10 @@ def verify_cache(path: Path) -> VerifyReport:
                 "inconsistent lengths: " + ", ".join(f"{k} {v}" for k, v in lengths.items())
             )
             return report
+        try:
+            read_made(f, strict=True)  # its lengths, run indices and decoder codes
+        except CacheDamagedError as exc:  # metadata only: the features are still checked below
+            report.runs_damaged = str(exc)
         if "units" not in f:
             report.problems.append(
                 "format 1 cache: no unit checksums to verify (re-extract to upgrade; rows are reused)"

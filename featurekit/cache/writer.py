@@ -12,10 +12,12 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
 from featurekit.cache.journal import FailedRow, Journal
+from featurekit.cache.runs import DECODERS
 
 
 @dataclass
@@ -24,6 +26,8 @@ class _Pending:
     keys: list[str] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     failures: list[FailedRow] = field(default_factory=list)
+    decoders: list[np.ndarray] = field(default_factory=list)
+    batch_sizes: set[int] = field(default_factory=set)
 
     @property
     def rows(self) -> int:
@@ -34,12 +38,16 @@ _DONE = object()
 
 
 class UnitWriter:
-    """Buffer rows and commit them to `journal` in units of about `commit_every` rows."""
+    """Buffer rows and commit them to `journal` in units of about `commit_every` rows. `run`: the
+    record of this run, stored in each unit with the batch sizes its rows were computed at."""
 
-    def __init__(self, journal: Journal, *, commit_every: int, dim: int) -> None:
+    def __init__(
+        self, journal: Journal, *, commit_every: int, dim: int, run: dict[str, Any] | None = None
+    ) -> None:
         if commit_every < 1:
             raise ValueError(f"commit_every must be at least 1, got {commit_every}")
         self.journal = journal
+        self.run = run
         self.commit_every = commit_every
         self.dim = dim
         self.committed_rows = 0
@@ -56,12 +64,21 @@ class UnitWriter:
         keys: Sequence[str],
         paths: Sequence[str],
         failures: Sequence[FailedRow] = (),
+        *,
+        decoder: np.ndarray | None = None,
+        batch_size: int = 0,
     ) -> None:
+        """`decoder`: each row's decoder code (runs.DECODERS; default: cpu); `batch_size`: rows per
+        forward pass these rows were computed in (0: not known)."""
         self._raise_thread_error()
         if len(keys):
             self._pending.features.append(np.asarray(features, dtype=np.float32))
             self._pending.keys.extend(keys)
             self._pending.paths.extend(paths)
+            codes = np.full(len(keys), DECODERS["cpu"], np.uint8) if decoder is None else decoder
+            self._pending.decoders.append(np.asarray(codes, dtype=np.uint8))
+            if batch_size:
+                self._pending.batch_sizes.add(int(batch_size))
         self._pending.failures.extend(failures)
         if self._pending.rows >= self.commit_every:
             self._hand_over()
@@ -83,8 +100,20 @@ class UnitWriter:
                 features = (
                     np.concatenate(item.features) if item.features else np.empty((0, self.dim), np.float32)
                 )
+                run = None
+                if self.run is not None:
+                    run = (
+                        {**self.run, "batch_sizes": sorted(item.batch_sizes)}
+                        if item.batch_sizes
+                        else self.run
+                    )
                 self.journal.commit(
-                    features=features, keys=item.keys, paths=item.paths, failures=item.failures
+                    features=features,
+                    keys=item.keys,
+                    paths=item.paths,
+                    failures=item.failures,
+                    run=run,
+                    decoder=np.concatenate(item.decoders) if item.decoders else np.empty(0, np.uint8),
                 )
                 self.committed_rows += item.rows
                 self.committed_units += 1

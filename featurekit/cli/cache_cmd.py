@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{report.path}: {state}: {report.rows} rows in {report.units} units checked")
             for line in [*report.problems, *map(str, report.damaged)]:
                 print(f"  {line}")
+            if report.runs_damaged:
+                print(f"  {report.runs_damaged} (the features are unaffected)")
             for problem in report.journal_damaged:
                 print(f"  journal {problem.path.name}: {problem.reason}")
             if report.extraction_running:
@@ -72,9 +74,29 @@ def _describe(info: dict) -> list[str]:
     ]
     if len(info["feature_blocks"]) > 1:
         lines.append("  blocks " + ", ".join(f"{k} ({v})" for k, v in info["feature_blocks"].items()))
+    runs = info.get("runs") or []
+    lines.append(f"  made by {len(runs)} run(s):" if len(runs) != 1 else "  made by 1 run:")
+    lines.extend(f"    {_describe_run(run)}" for run in runs)
     if info["unfinished_units"]:
         lines.append(
             f"  {info['unfinished_units']} committed unit(s) of an unfinished extraction: "
             "rerun the same extract command to finish it"
         )
     return lines
+
+
+def _describe_run(run: dict) -> str:
+    """One line per run: when, how many rows, where, how they were decoded, at what batch size."""
+    decoded = ", ".join(f"{count} {name}" for name, count in sorted(run.get("decoders", {}).items()))
+    if run.get("unrecorded") is True:
+        return f"{run.get('rows')} rows made before featurekit recorded runs (decoded: {decoded})"
+    resolved = run.get("resolved") or {}
+    versions = run.get("versions") or {}
+    sizes = ",".join(map(str, run.get("batch_sizes") or [])) or "?"
+    rank = f", rank {run.get('rank')} of {run.get('world')}" if (run.get("world") or 1) > 1 else ""
+    return (
+        f"{run.get('started_at')}: {run.get('rows')} rows on {resolved.get('device')} "
+        f"({resolved.get('device_name')}) at {run.get('host')}{rank}, {run.get('precision')}, "
+        f"batch {sizes}, decoded: {decoded}; featurekit {versions.get('featurekit')}, "
+        f"torch {versions.get('torch')}, timm {versions.get('timm')}"
+    )

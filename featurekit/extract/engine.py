@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
+import platform
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,6 +90,11 @@ class FeatureChunk:
     features: np.ndarray  # (B, D) float32
     rows: np.ndarray  # (B,) int64 rows of the index
     failures: list[BadInput] = field(default_factory=list)
+    on_device: np.ndarray | None = None  # (B,) bool: decoded on the extraction device (else by PIL)
+    batch_size: int = 0  # rows per forward pass these were computed in (after any OOM back-off)
+
+    def decoded_on_device(self) -> np.ndarray:
+        return self.on_device if self.on_device is not None else np.zeros(len(self.rows), dtype=bool)
 
 
 @dataclass
@@ -94,6 +102,8 @@ class ExtractionResult:
     features: np.ndarray  # (M, D) float32, one row per entry of `rows`
     rows: np.ndarray  # (M,) int64 rows of the index that were extracted
     failures: list[BadInput] = field(default_factory=list)
+    on_device: np.ndarray | None = None  # (M,) bool: decoded on the extraction device
+    batch_sizes: tuple[int, ...] = ()  # rows per forward pass, every size used
 
 
 def resolve_device(device: str) -> torch.device:
@@ -183,12 +193,20 @@ def extract_features(
     """
     dim = backbone.feature_dim
     features, done_rows, failures = [np.empty((0, dim), np.float32)], [np.empty(0, np.int64)], []
+    on_device, batch_sizes = [np.empty(0, bool)], set()
     for chunk in iter_feature_chunks(backbone, index, rows=rows, settings=settings):
         features.append(chunk.features)
         done_rows.append(chunk.rows)
         failures.extend(chunk.failures)
+        on_device.append(chunk.decoded_on_device())
+        if len(chunk.rows):
+            batch_sizes.add(chunk.batch_size)
     return ExtractionResult(
-        features=np.concatenate(features), rows=np.concatenate(done_rows), failures=failures
+        features=np.concatenate(features),
+        rows=np.concatenate(done_rows),
+        failures=failures,
+        on_device=np.concatenate(on_device),
+        batch_sizes=tuple(sorted(batch_sizes)),
     )
 
 
@@ -297,7 +315,7 @@ def _feature_chunks(
     pending: _Pending | None = None
     try:
         for batch in loader:
-            batch_rows, images, failures = prepare(batch)
+            batch_rows, images, failures, on_device = prepare(batch)
             for bad in failures:
                 logger.warning("skipped %s (%s): %s", bad.path, bad.stage, bad.reason)
             out: torch.Tensor | None = None
@@ -306,7 +324,8 @@ def _feature_chunks(
                     # uint8 travels (4x fewer bytes); ÷255 and mean/std happen batched on the device.
                     moved = to_device(images)
                     out = run(normalize(moved)) if by_size is None else by_size(moved)
-            done = _Pending(out, batch_rows, failures, dim)
+            passes = run.limit if by_size is None else by_size.limit
+            done = _Pending(out, batch_rows, failures, dim, on_device=on_device, batch_size=passes)
             if device.type != "cuda":
                 yield done.chunk(bar)
                 continue
@@ -321,6 +340,47 @@ def _feature_chunks(
         cpu_dataset.close()
         if decoder is not None:
             decoder.report()
+
+
+def resolved_runtime(backbone: Backbone, settings: ExtractionSettings) -> dict[str, Any]:
+    """What `settings` resolve to for `backbone` on this machine (for the run record): the device
+    and its name, the decoder, loader workers and decode threads. The batch size is recorded per
+    journal unit instead (auto probing and OOM back-off decide it while the run goes).
+
+    Never raises: a setting that cannot work here is recorded as such, and refused by the engine
+    when there are rows to extract, as before."""
+    record: dict[str, Any] = {}
+    try:
+        device = resolve_device(settings.device)
+        record["device"] = str(device)
+        record["device_name"] = device_name(device)
+        sizes = backbone.img_sizes if len(backbone.img_sizes) > 1 else ()
+        pre = backbone.preprocess
+        record["decode"] = (
+            _multi_size_decode(settings.decode)
+            if sizes
+            else resolve_decode(settings.decode, device, pre, quiet=True)
+        )
+        workers = default_workers(device) if settings.num_workers is None else settings.num_workers
+        record.update(
+            workers=workers, decode_threads=decode_threads(workers), torch_threads=torch.get_num_threads()
+        )
+    except Exception as exc:  # the record must never stop an extraction
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    return record
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model} ({os.cpu_count()} cores)"
 
 
 def check_settings(settings: ExtractionSettings) -> None:
@@ -349,20 +409,23 @@ def _features_fn(
     return features
 
 
-Prepared = tuple[torch.Tensor, torch.Tensor, list[BadInput]]
+# rows, (B, H, W, 3) uint8 images, failures, (B,) bool: decoded on the device
+Prepared = tuple[torch.Tensor, torch.Tensor, list[BadInput], np.ndarray]
 
 
 def _batch_preparer(
     cpu_dataset: IndexDataset, pre: Preprocess, decode: str, device: torch.device
 ) -> tuple[Callable[[Any], Prepared], MixedBatchDecoder | None]:
-    """Loader batch → (rows, (B, H, W, 3) uint8 images, failures); and the device decoder, if any."""
+    """Loader batch → Prepared; and the device decoder, if any."""
     if decode != "gpu":
-        return (lambda batch: (batch.rows, batch.images, batch.failures)), None
+        return (
+            lambda batch: (batch.rows, batch.images, batch.failures, np.zeros(len(batch.rows), dtype=bool))
+        ), None
     decoder = MixedBatchDecoder(cpu_dataset, TensorGeometry(pre), device)
 
     def prepare(batch: MixedBatch) -> Prepared:
-        rows, images, failures = decoder(batch)
-        return rows, images, batch.failures + failures
+        rows, images, failures, on_device = decoder(batch)
+        return rows, images, batch.failures + failures, on_device
 
     return prepare, decoder
 
@@ -397,6 +460,11 @@ class _SizesRunner:
     def __call__(self, packed: torch.Tensor) -> torch.Tensor:
         images = unpack_sizes(packed, self.sizes)
         return torch.cat([run(self.normalize(x)) for run, x in zip(self.runs, images, strict=True)], dim=1)
+
+    @property
+    def limit(self) -> int:
+        """Rows per forward pass now (the smallest over the sizes, after any OOM back-off)."""
+        return min(run.limit for run in self.runs)
 
 
 class _PinnableBatch(Batch):
@@ -437,8 +505,18 @@ class _HostToDevice:
 class _Pending:
     """One batch's features on their way to the host (asynchronously from CUDA)."""
 
-    def __init__(self, out: torch.Tensor | None, rows: torch.Tensor, failures: list[BadInput], dim: int):
+    def __init__(
+        self,
+        out: torch.Tensor | None,
+        rows: torch.Tensor,
+        failures: list[BadInput],
+        dim: int,
+        *,
+        on_device: np.ndarray,
+        batch_size: int,
+    ):
         self.rows, self.failures, self.event = rows, failures, None
+        self.on_device, self.batch_size = on_device, batch_size
         self.host: torch.Tensor | np.ndarray
         if out is None:
             self.host = np.empty((0, dim), dtype=np.float32)
@@ -455,4 +533,10 @@ class _Pending:
             self.event.synchronize()
         host = self.host if isinstance(self.host, np.ndarray) else self.host.numpy()
         bar.update(int(self.rows.numel()) + len(self.failures))
-        return FeatureChunk(features=host, rows=self.rows.numpy().astype(np.int64), failures=self.failures)
+        return FeatureChunk(
+            features=host,
+            rows=self.rows.numpy().astype(np.int64),
+            failures=self.failures,
+            on_device=self.on_device,
+            batch_size=self.batch_size,
+        )

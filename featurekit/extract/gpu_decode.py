@@ -52,9 +52,9 @@ def check_cpu_decode_share(share: float) -> None:
         raise InvalidInputError(f"cpu decode share {share!r} must be between 0 and 1")
 
 
-def resolve_decode(decode: str, device: torch.device, pre: Preprocess) -> str:
+def resolve_decode(decode: str, device: torch.device, pre: Preprocess, *, quiet: bool = False) -> str:
     """ "cpu" (PIL in the loader) or "gpu" (JPEGs decoded on `device`). auto = gpu on CUDA when the
-    preprocessing has a tensor version (bilinear or bicubic interpolation)."""
+    preprocessing has a tensor version (bilinear or bicubic interpolation). `quiet`: no log line."""
     check_decode(decode)
     if decode == "cpu":
         return "cpu"
@@ -70,7 +70,8 @@ def resolve_decode(decode: str, device: torch.device, pre: Preprocess) -> str:
         return "gpu"
     if decode == "gpu":
         raise InvalidInputError(f"decode 'gpu' cannot be used: {reason}; use --decode cpu or auto")
-    logger.info("decoding images with PIL in the loader: %s", reason)
+    if not quiet:
+        logger.info("decoding images with PIL in the loader: %s", reason)
     return "cpu"
 
 
@@ -215,10 +216,12 @@ class MixedBatchDecoder:
         self.fallbacks = 0  # images the device decoder could not take, decoded by PIL instead
         self._position = {int(row): i for i, row in enumerate(cpu.rows)}
 
-    def __call__(self, batch: MixedBatch) -> tuple[torch.Tensor, torch.Tensor, list[BadInput]]:
+    def __call__(self, batch: MixedBatch) -> tuple[torch.Tensor, torch.Tensor, list[BadInput], np.ndarray]:
+        """rows, images, new failures, and for each row kept whether the device decoded it."""
         size = self.geometry.size
         images = torch.empty((len(batch.rows), size, size, 3), dtype=torch.uint8, device=self.device)
         keep = np.ones(len(batch.rows), dtype=bool)
+        on_device = np.zeros(len(batch.rows), dtype=bool)
         failures: list[BadInput] = []
         if batch.pixels_at:
             images[batch.pixels_at] = batch.pixels.to(self.device, non_blocking=True)
@@ -231,6 +234,7 @@ class MixedBatchDecoder:
             if decoded:
                 ok = [where[i] for i in range(len(where)) if i not in missing]
                 images[ok] = self.geometry([d for d in decoded if d is not None])
+                on_device[ok] = True
             for i in missing:
                 pixels, bad = self._fallback(batch.rows[where[i]])
                 if pixels is not None:
@@ -243,7 +247,7 @@ class MixedBatchDecoder:
         if not keep.all():
             mask = torch.from_numpy(keep)
             rows, images = rows[mask], images[mask.to(self.device)]
-        return rows, images, failures
+        return rows, images, failures, on_device[keep]
 
     def _part_end(self, encoded: list[torch.Tensor], start: int) -> int:
         # JPEGs compress ~10x: bound the decoded bytes of one decode call by the encoded bytes.

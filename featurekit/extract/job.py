@@ -20,6 +20,7 @@ import numpy as np
 from featurekit.backbones import Backbone
 from featurekit.cache import CachedRows, RowTable, checksum, faults, write_cache_blocks
 from featurekit.cache.journal import FailedRow, Journal, JournalContents, UnitDamaged, UnitFeatures
+from featurekit.cache.runs import DECODERS, RowsMade, concat
 from featurekit.cache.writer import UnitWriter
 from featurekit.errors import CacheDamagedError, ExtractionInterrupted, InvalidInputError
 from featurekit.extract.dataset import BadInput
@@ -52,8 +53,10 @@ def embed_into_journal(
     journal: Journal,
     settings: ExtractionSettings,
     stop: StopRequest,
+    run: dict[str, Any] | None = None,
 ) -> EmbedOutcome:
-    """Embed `rows` and commit them to `journal` in units; stop early on a stop request.
+    """Embed `rows` and commit them to `journal` in units (each with `run`, this run's record, and
+    each row's decoder); stop early on a stop request.
 
     Raises ExtractionInterrupted after committing what was embedded when a signal arrived, and
     InvalidInputError at the first bad image with `on_error="fail"` (after committing too).
@@ -66,12 +69,20 @@ def embed_into_journal(
         iter_feature_chunks(backbone, index, rows=rows, settings=settings),
     )
     first_bad: BadInput | None = None
-    with UnitWriter(journal, commit_every=settings.commit_every, dim=backbone.feature_dim) as writer:
+    writer = UnitWriter(journal, commit_every=settings.commit_every, dim=backbone.feature_dim, run=run)
+    with writer:
         try:
             for chunk in chunks:
                 failed = [FailedRow(keys[b.row], b.path, b.stage, b.reason) for b in chunk.failures]
                 done = [int(r) for r in chunk.rows]
-                writer.add(chunk.features, [keys[r] for r in done], [index.paths[r] for r in done], failed)
+                writer.add(
+                    chunk.features,
+                    [keys[r] for r in done],
+                    [index.paths[r] for r in done],
+                    failed,
+                    decoder=decoder_codes(chunk.decoded_on_device()),
+                    batch_size=chunk.batch_size,
+                )
                 outcome.rows += len(done)
                 outcome.failures.extend(chunk.failures)
                 if chunk.failures and settings.on_error == "fail":
@@ -99,6 +110,11 @@ def embed_into_journal(
             exit_code=stop.exit_code,
         )
     return outcome
+
+
+def decoder_codes(on_device: np.ndarray) -> np.ndarray:
+    """Per-row decoder codes (runs.DECODERS) from the engine's decoded-on-device flags."""
+    return np.where(np.asarray(on_device, dtype=bool), DECODERS["gpu"], DECODERS["cpu"]).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -142,9 +158,9 @@ def consolidate(
     if isinstance(contents.features, UnitFeatures):
         unique = list(dict.fromkeys(journal_keys))
         contents.features.plan_reads(unique, block=checksum.ROWS_PER_UNIT)  # read now: tests shrink it
-    whole_old = existing is not None and existing.scattered(
-        cached[np.asarray(kept, dtype=np.int64)[from_old]]
-    )
+    old_rows = cached[np.asarray(kept, dtype=np.int64)[from_old]]
+    whole_old = existing is not None and existing.scattered(old_rows)
+    made = _rows_made(existing, old_rows, contents, journal_keys, from_old)
 
     def journal_rows(wanted: list[str]) -> np.ndarray:
         fresh = [k for k in dict.fromkeys(wanted) if k not in seen]
@@ -171,7 +187,9 @@ def consolidate(
 
         try:
             kept_rows = rows.subset(kept)
-            write_cache_blocks(cache_path, dim=dim, block=block, rows=kept_rows, provenance=provenance)
+            write_cache_blocks(
+                cache_path, dim=dim, block=block, rows=kept_rows, provenance=provenance, made=made
+            )
         except UnitDamaged as exc:  # changed since it was verified: the cache is untouched (atomic write)
             raise CacheDamagedError(
                 f"{exc} while the cache was being written; the cache was not changed: run the same "
@@ -179,3 +197,21 @@ def consolidate(
             ) from exc
     faults.crash_point("cache-committed")
     return Consolidated(kept=kept, failures=failures)
+
+
+def _rows_made(
+    existing: CachedRows | None,
+    old_rows: np.ndarray,
+    contents: JournalContents,
+    journal_keys: list[str],
+    from_old: np.ndarray,
+) -> RowsMade:
+    """The run and decoder of every kept row: from the old cache's record or the journal unit's."""
+    old = existing.made.subset(old_rows) if existing is not None else RowsMade.empty()
+    if isinstance(contents.features, UnitFeatures):
+        new = contents.features.made(journal_keys)
+    else:  # features handed in memory (tests): nothing recorded about them
+        new = RowsMade.unrecorded(len(journal_keys), None)
+    # `old` then `new` hold the kept rows from the old cache and from the journal, each in kept order.
+    stacked = np.concatenate([np.flatnonzero(from_old), np.flatnonzero(~from_old)])
+    return concat([old, new], order=np.argsort(stacked, kind="stable"))

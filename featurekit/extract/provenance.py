@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ import torchvision
 
 import featurekit
 from featurekit.backbones import Backbone
+from featurekit.cache.runs import new_run_record
 
 # Bump when extraction code changes feature values for identical settings.
 FEATURE_VERSION = 1
@@ -29,14 +31,18 @@ def build_provenance(
         "precision": precision,
         "feature_version": FEATURE_VERSION,
         "extraction": extraction,
-        "versions": {
-            "featurekit": featurekit.__version__,
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "timm": timm.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": library_versions(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "featurekit": featurekit.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
     }
 
 
@@ -66,3 +72,20 @@ def _features_record(backbone: Backbone, tta: str) -> dict[str, Any]:
         # "layout" sorts after "layer", so a mismatch message names the layers first.
         "layout": [block.to_dict() for block in backbone.blocks],
     }
+
+
+def build_run_record(
+    provenance: dict[str, Any], *, resolved: dict[str, Any], rank: int = 0, world: int = 1
+) -> dict[str, Any]:
+    """This process's run record (cache/runs.py): what was asked for (`provenance["extraction"]`),
+    what it resolved to on this machine, this process's library versions, host and torchrun rank.
+    Journal units add the batch sizes their rows were computed at."""
+    return new_run_record(
+        host=socket.gethostname(),
+        rank=rank,
+        world=world,
+        precision=provenance["precision"],
+        requested=provenance["extraction"],
+        resolved=resolved,
+        versions=library_versions(),
+    )

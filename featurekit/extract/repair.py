@@ -17,10 +17,13 @@ import numpy as np
 
 from featurekit.cache import RowTable, read_provenance, write_cache
 from featurekit.cache.lock import CacheLock
-from featurekit.cache.store import open_cache, read_rows
+from featurekit.cache.runs import RowsMade
+from featurekit.cache.store import open_cache, read_made, read_rows
 from featurekit.cache.verify import verify_cache
 from featurekit.errors import CacheDamagedError, InvalidInputError
-from featurekit.extract.engine import ExtractionSettings, extract_features
+from featurekit.extract.engine import ExtractionSettings, extract_features, resolved_runtime
+from featurekit.extract.job import decoder_codes
+from featurekit.extract.provenance import build_run_record
 from featurekit.extract.rebuild import rebuild_backbone
 from featurekit.images import SourceOptions, content_hashes, load_image_index
 
@@ -54,11 +57,12 @@ def repair_cache(
             logger.warning("removed damaged journal unit %s; `extract` will redo its rows", problem.path.name)
         if report.problems:
             raise CacheDamagedError(f"{path} cannot be repaired unit by unit: {'; '.join(report.problems)}")
-        if not report.damaged:
+        if not report.damaged and not report.runs_damaged:
             return RepairReport(path, 0, 0, len(report.journal_damaged))
         provenance, key = read_provenance(path)
         with open_cache(path) as f:
             rows = read_rows(f)
+            made = read_made(f)  # a damaged record reads as unrecorded, and is rewritten so
             features = np.empty(f["features"].shape, dtype=np.float32)
             damaged_rows = np.zeros(len(rows), dtype=bool)
             for unit in report.damaged:
@@ -67,8 +71,12 @@ def repair_cache(
                 if not damaged_rows[int(start)]:
                     features[int(start) : int(stop)] = f["features"][int(start) : int(stop)]
         redo = np.flatnonzero(damaged_rows)
-        features[redo] = _reembed(rows, redo, provenance=provenance, key=key, data=data, settings=settings)
-        write_cache(path, features=features, rows=rows, provenance=provenance)
+        if len(redo):
+            features[redo], redone = _reembed(
+                rows, redo, provenance=provenance, key=key, data=data, settings=settings
+            )
+            made = redone.into(made, redo)
+        write_cache(path, features=features, rows=rows, provenance=provenance, made=made)
         return RepairReport(path, len(report.damaged), len(redo), len(report.journal_damaged))
 
 
@@ -80,7 +88,8 @@ def _reembed(
     key: str,
     data: Path | None,
     settings: ExtractionSettings | None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, _Redone]:
+    """The features of rows `redo`, in order, and how they were made (the repair's own run)."""
     extraction = provenance.get("extraction", {})
     source = Path(data) if data is not None else Path(extraction.get("data", ""))
     if not str(source) or not source.exists():
@@ -105,9 +114,30 @@ def _reembed(
         tta=provenance["features"].get("tta", "none"),
     )
     source_rows = [by_key[k] for k in wanted_keys]
+    run = build_run_record(
+        {**provenance, "extraction": {**settings.runtime_record(), "repair_of": str(source)}},
+        resolved=resolved_runtime(backbone, settings),
+    )
     result = extract_features(backbone, index, rows=source_rows, settings=settings)
     if result.failures:
         bad = result.failures[0]
         raise InvalidInputError(f"{bad.path}: {bad.stage} failed while repairing ({bad.reason})")
     position = {int(r): k for k, r in enumerate(result.rows)}
-    return result.features[[position[r] for r in source_rows]]
+    order = [position[r] for r in source_rows]
+    if result.batch_sizes:
+        run["batch_sizes"] = list(result.batch_sizes)
+    on_device = result.on_device if result.on_device is not None else np.zeros(len(result.rows), bool)
+    return result.features[order], _Redone(run=run, decoder=decoder_codes(on_device[order]))
+
+
+@dataclass(frozen=True)
+class _Redone:
+    run: dict[str, Any]
+    decoder: np.ndarray  # per re-extracted row
+
+    def into(self, made: RowsMade, redo: np.ndarray) -> RowsMade:
+        """`made` with rows `redo` now made by this repair."""
+        run, decoder = made.run.copy(), made.decoder.copy()
+        run[redo] = len(made.runs)
+        decoder[redo] = self.decoder
+        return RowsMade(runs=[*made.runs, self.run], run=run, decoder=decoder).compact()

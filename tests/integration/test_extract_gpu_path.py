@@ -94,6 +94,10 @@ def test_gpu_decode_features_match_cpu_decode(tmp_path: Path, rng: np.random.Gen
     gpu = extract_features(backbone, index, settings=ExtractionSettings(decode="gpu", **common))  # type: ignore[arg-type]
     np.testing.assert_array_equal(gpu.rows, cpu.rows)
     assert len(gpu.rows) == len(index)
+    # What the cache records per row (rows/decoder): every JPEG on the device but the CMYK one.
+    assert cpu.on_device is not None and not cpu.on_device.any()
+    assert gpu.on_device is not None
+    assert sorted(index.paths[r] for r in gpu.rows[~gpu.on_device]) == ["a/cmyk.jpg", "a/png.png"]
     cos, diff, rel = _agreement(gpu.features, cpu.features)
     print(f"\ndecode gpu vs cpu (amp={amp}): min cosine {cos:.6f}, max abs {diff:.2e}, max rel {rel:.2e}")
     assert cos >= MIN_COSINE

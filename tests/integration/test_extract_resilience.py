@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from featurekit import api
-from featurekit.cache import load_features
+from featurekit.cache import cache_info, load_features
 from featurekit.cache.journal import journal_dir
 from featurekit.cache.lock import lock_path
 from featurekit.cli.main import main
@@ -169,6 +169,13 @@ def test_a_signal_stops_after_the_batch_keeps_committed_work_and_the_rerun_does_
     assert report.resumed == committed
     assert report.extracted == N_IMAGES - committed  # only the remaining work
     _assert_complete(cache, reference)
+    # Each row records the run that made it: the interrupted process or the one that resumed.
+    runs = cache_info(cache)["runs"]
+    assert [run["rows"] for run in runs] == [committed, N_IMAGES - committed]
+    assert runs[0]["id"] != runs[1]["id"]
+    for run in runs:
+        assert run["resolved"]["device"] == "cpu" and run["resolved"]["decode"] == "cpu"
+        assert run["batch_sizes"] == [1] and run["decoders"] == {"cpu": run["rows"]}
 
 
 def test_a_second_extractor_fails_fast_and_a_dead_holders_lock_is_reclaimed(
@@ -259,6 +266,10 @@ def test_verify_names_a_bit_flipped_unit_and_repair_reextracts_only_it(
     assert main(["cache", "repair", str(cache), "--no-progress", "--workers", "0"]) == 0
     assert "repaired 1 unit(s) (64 rows re-extracted)" in capsys.readouterr().out
     assert main(["cache", "verify", str(cache)]) == 0
+    with h5py.File(cache, "r") as f:  # the repaired rows record the repair as their run
+        runs, row_run = json.loads(f.attrs["runs"]), f["rows/run"][()]
+    assert len(runs) == 2 and "repair_of" in runs[1]["requested"]
+    assert np.flatnonzero(row_run == 1).tolist() == list(range(128, 192))
     done = load_features(cache)
     for row, (path, vector) in enumerate(zip(done.rows.paths, done.X, strict=True)):
         if 128 <= row < 192:  # re-extracted at the default batch size: float rounding differs

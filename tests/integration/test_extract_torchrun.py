@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurekit.cache import load_features
+from featurekit.cache import cache_info, load_features
 from featurekit.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -112,6 +112,9 @@ def test_two_ranks_write_one_cache_equal_to_a_single_process_run(
     assert list(two.rows.paths) == list(one.rows.paths)  # the source's order, not the ranks'
     np.testing.assert_allclose(two.X, one.X, rtol=1e-5, atol=1e-6)
     assert two.provenance_key == one.provenance_key
+    runs = cache_info(split)["runs"]  # each rank's rows record that rank's run
+    assert sorted((run["rank"], run["world"]) for run in runs) == [(0, 2), (1, 2)]
+    assert sum(run["rows"] for run in runs) == 18 and min(run["rows"] for run in runs) >= 8
     assert not list(tmp_path.glob("split.h5.part-*")) and not list(tmp_path.glob(".split.h5*"))
     bad_inputs = (tmp_path / "split.h5.bad-inputs.csv").read_text()
     assert "b/broken.png" in bad_inputs and "b/empty.png" in bad_inputs

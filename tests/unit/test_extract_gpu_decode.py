@@ -215,7 +215,7 @@ def test_decoder_retries_one_by_one_and_falls_back_to_pil(
     (tmp_path / "a" / "6.jpg").unlink()  # so PIL fails on 6.jpg too
     decoder = MixedBatchDecoder(cpu, TensorGeometry(pre), torch.device("cpu"), decode_jpegs=flaky)
     with caplog.at_level(logging.WARNING, logger="featurekit.extract.gpu_decode"):
-        rows, images, failures = decoder(batch)
+        rows, images, failures, on_device = decoder(batch)
         decoder.report()
     assert calls == [4, 1, 1, 1, 1]
     assert decoder.fallbacks == 2
@@ -224,6 +224,8 @@ def test_decoder_retries_one_by_one_and_falls_back_to_pil(
     # 6.jpg failed on the device and in PIL: a failure of its own row; 7.jpg came through PIL instead.
     assert [index.paths[f.row] for f in failures] == ["a/6.jpg"]
     assert rows.tolist() == [0, 1, 2, 3, 4, 7]
+    # Recorded per row in the cache: the PNG, CMYK and EXIF-rotated files and 7.jpg went through PIL.
+    assert on_device.tolist() == [True, False, False, False, True, False]
     assert torch.equal(images[-1], reference[7])  # type: ignore[arg-type]
     for position, row in ((0, 0), (4, 4)):
         assert (images[position].int() - reference[row].int()).abs().max().item() <= PIXEL_MAX  # type: ignore[union-attr]
@@ -248,6 +250,14 @@ def test_extraction_with_device_decoding_matches_the_pil_path(
         mixed = extract_features(backbone, index, settings=settings)
     assert "decoded by PIL instead" not in caplog.text and "could not take" not in caplog.text
     np.testing.assert_array_equal(mixed.rows, pil.rows)
+    assert pil.on_device is not None and not pil.on_device.any()
+    assert mixed.on_device is not None
+    assert [index.paths[r] for r in mixed.rows[mixed.on_device]] == [
+        "a/0.jpg",
+        "a/4.jpg",
+        "a/6.jpg",
+        "a/7.jpg",
+    ]
     assert [(f.row, f.stage) for f in mixed.failures] == [(f.row, f.stage) for f in pil.failures]
     assert len(mixed.failures) == 1
     np.testing.assert_allclose(mixed.features, pil.features, rtol=0, atol=FEATURE_ATOL)
