@@ -123,7 +123,7 @@ def extract(
         resolve_device,
         resolve_precision,
     )
-    from featurekit.extract.engine import resolved_runtime
+    from featurekit.extract.engine import resolved_runtime, same_padding_folds
     from featurekit.extract.interrupt import stop_signals
     from featurekit.extract.job import check_on_error
     from featurekit.extract.provenance import build_provenance, build_run_record
@@ -164,6 +164,8 @@ def extract(
         extraction={
             **settings.runtime_record(),
             "fold_batchnorm": len(batchnorm_folds(model, precision)),  # BatchNorm layers folded
+            # TF-"same" padded convolutions run without the padding copy (CPU only)
+            "fold_same_padding": same_padding_folds(model, resolve_device(settings.device)),
             "commit_every": settings.commit_every,
             "data": str(data),
             "source_options": asdict(source or SourceOptions()),
