@@ -152,7 +152,7 @@ def prepare_model(backbone: Backbone, device: torch.device, precision: str) -> B
     channels_last speeds up convolutions on both GPU and CPU (3x on CPU for EfficientNet-Lite); in
     float32, each BatchNorm is folded into the convolution before it (1.25x on CPU for Lite0; see
     fold_batchnorm.py for why not under autocast); on the CPU, timm's TF-"same" padded
-    convolutions run without copying their input (1.3x more for Lite0; same_padding.py). Both
+    convolutions run without copying their input (1.22x more for Lite0; same_padding.py). Both
     happen in a copy of the model, so the caller's keeps its layers (it may be trained, or run
     under autocast, later); the model is moved to `device` and set to channels_last in place.
     """
@@ -161,7 +161,7 @@ def prepare_model(backbone: Backbone, device: torch.device, precision: str) -> B
     if pairs or same_padding:
         rewritten = copy.deepcopy(backbone.model)
         fold_pairs(rewritten, pairs)
-        if same_padding:  # after the folding: it copies the (folded) weights
+        if same_padding:
             fold_same_padding(rewritten)
         backbone = copy.copy(backbone)  # everything else as given (attributes included), own model
         backbone.model = rewritten

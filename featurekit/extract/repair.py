@@ -21,7 +21,15 @@ from featurekit.cache.runs import RowsMade
 from featurekit.cache.store import open_cache, read_made, read_rows
 from featurekit.cache.verify import verify_cache
 from featurekit.errors import CacheDamagedError, InvalidInputError
-from featurekit.extract.engine import ExtractionSettings, extract_features, resolved_runtime
+from featurekit.extract.engine import (
+    ExtractionSettings,
+    batchnorm_folds,
+    extract_features,
+    resolve_device,
+    resolve_precision,
+    resolved_runtime,
+    same_padding_folds,
+)
 from featurekit.extract.job import decoder_codes
 from featurekit.extract.provenance import build_run_record
 from featurekit.extract.rebuild import rebuild_backbone
@@ -114,9 +122,15 @@ def _reembed(
         tta=provenance["features"].get("tta", "none"),
     )
     source_rows = [by_key[k] for k in wanted_keys]
+    device = resolve_device(settings.device)
+    requested = {
+        **settings.runtime_record(),
+        "fold_batchnorm": len(batchnorm_folds(backbone, resolve_precision(device, settings.amp))),
+        "fold_same_padding": same_padding_folds(backbone, device),
+        "repair_of": str(source),
+    }
     run = build_run_record(
-        {**provenance, "extraction": {**settings.runtime_record(), "repair_of": str(source)}},
-        resolved=resolved_runtime(backbone, settings),
+        {**provenance, "extraction": requested}, resolved=resolved_runtime(backbone, settings)
     )
     result = extract_features(backbone, index, rows=source_rows, settings=settings)
     if result.failures:

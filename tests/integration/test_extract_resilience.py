@@ -269,6 +269,7 @@ def test_verify_names_a_bit_flipped_unit_and_repair_reextracts_only_it(
     with h5py.File(cache, "r") as f:  # the repaired rows record the repair as their run
         runs, row_run = json.loads(f.attrs["runs"]), f["rows/run"][()]
     assert len(runs) == 2 and "repair_of" in runs[1]["requested"]
+    assert runs[1]["requested"]["fold_batchnorm"] == runs[0]["requested"]["fold_batchnorm"]
     assert np.flatnonzero(row_run == 1).tolist() == list(range(128, 192))
     done = load_features(cache)
     for row, (path, vector) in enumerate(zip(done.rows.paths, done.X, strict=True)):

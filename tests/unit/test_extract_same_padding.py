@@ -45,11 +45,12 @@ def test_one_convolution_gives_timms_pad_then_convolve(
 
 def test_the_activation_is_not_copied_into_a_padded_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
     """The point of the rewrite: no F.pad in the forward pass, except where it cannot apply."""
-    calls: list[tuple[int, ...]] = []
+    calls: list[tuple[int, ...]] = []  # shapes of the padded activations (the 3×3 kernels may be padded)
     real_pad = F.pad
 
     def counting_pad(x: torch.Tensor, pad: tuple[int, ...], *args: object, **kwargs: object) -> torch.Tensor:
-        calls.append(tuple(pad))
+        if x.shape[-1] == 16:
+            calls.append(tuple(x.shape))
         return real_pad(x, pad, *args, **kwargs)  # type: ignore[arg-type]
 
     plain, dilated = SamePaddedConv(_conv(3, 2, 1, 8, False)), SamePaddedConv(_conv(3, 2, 2, 8, False))
@@ -128,3 +129,29 @@ def test_extraction_records_the_rewrite_in_the_provenance(tmp_path: Path) -> Non
     )
     provenance, _ = read_provenance(report.cache_path)
     assert provenance["extraction"]["fold_same_padding"] == 5
+
+
+def test_a_convolution_under_several_names_gets_one_wrapper_that_follows_its_weights() -> None:
+    conv = _conv(3, 2, 1, 1, bias=True)
+
+    class Aliased(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first = conv
+            self.second = conv  # the same module under a second name
+            self.inner = torch.nn.Sequential(conv)  # and under another parent
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.first(x) + self.second(x) + self.inner(x)
+
+    model = Aliased().eval()
+    x = torch.randn(1, 8, 16, 16, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        expected = model(x)
+    assert count_same_padding(model) == 1
+    assert fold_same_padding(model) == 1
+    assert model.first is model.second is model.inner[0] and count_same_padding(model) == 0
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+        conv.weight.mul_(2)  # the wrapper reads the live weight, never a copy taken when it was made
+        torch.testing.assert_close(model.first(x), conv(x), rtol=1e-5, atol=1e-5)
