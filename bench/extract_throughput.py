@@ -82,6 +82,8 @@ def make_photos(out: Path, count: int, size: int = 350, seed: int = 0) -> Path:
         sys.exit(f"no source photos under {SHARED} (needs ../shared/data/bccd and coco128)")
     folder = out / "photos"
     folder.mkdir(parents=True, exist_ok=True)
+    if all((folder / f"{i:06d}.jpg").is_file() for i in range(count)):
+        return out  # made by an earlier run: the same photos (each is seeded by its number)
 
     def make(i: int) -> None:
         rng = np.random.default_rng([seed, i])  # per photo: the same set whatever the thread order
