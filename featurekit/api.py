@@ -117,13 +117,12 @@ def extract(
     from featurekit.cache.lock import CacheLock
     from featurekit.extract import (
         ExtractionSettings,
-        batchnorm_folds,
         check_settings,
         distributed,
         resolve_device,
         resolve_precision,
     )
-    from featurekit.extract.engine import resolved_runtime, same_padding_folds
+    from featurekit.extract.engine import model_rewrites, resolved_runtime
     from featurekit.extract.interrupt import stop_signals
     from featurekit.extract.job import check_on_error
     from featurekit.extract.provenance import build_provenance, build_run_record
@@ -157,15 +156,14 @@ def extract(
         model = with_layers(model, layers=tuple(layers), pools=tuple(pools))
     if len(img_sizes) > 1:  # after the layers: their blocks repeat for every size
         model = with_sizes(model, img_sizes)
-    precision = resolve_precision(resolve_device(settings.device), settings.amp)
+    device = resolve_device(settings.device)
+    precision = resolve_precision(device, settings.amp)
     provenance = build_provenance(
         model,
         precision=precision,
         extraction={
             **settings.runtime_record(),
-            "fold_batchnorm": len(batchnorm_folds(model, precision)),  # BatchNorm layers folded
-            # TF-"same" padded convolutions run without the padding copy (CPU only)
-            "fold_same_padding": same_padding_folds(model, resolve_device(settings.device)),
+            **model_rewrites(model, device, precision),  # BatchNorm layers folded, "same" pads
             "commit_every": settings.commit_every,
             "data": str(data),
             "source_options": asdict(source or SourceOptions()),
@@ -173,7 +171,7 @@ def extract(
         tta=settings.tta,
     )
     run = build_run_record(
-        provenance, resolved=resolved_runtime(model, settings), rank=ranks.rank, world=ranks.world
+        provenance, resolved=resolved_runtime(model, settings, device), rank=ranks.rank, world=ranks.world
     )
     key = _provenance_key(provenance)
     cache_path = Path(out) if out is not None else default_cache_path(Path(data), backbone, key)

@@ -28,7 +28,7 @@ from featurekit.cache import faults
 from featurekit.cache.atomic import TMP_MARK, replacing
 from featurekit.cache.checksum import unit_digest
 from featurekit.cache.provenance import first_difference
-from featurekit.cache.runs import DECODER_DTYPE, DECODERS, RowsMade, merge_run_records, unrecorded_run
+from featurekit.cache.runs import DECODER_DTYPE, DECODERS, RowsMade, concat, unrecorded_run
 from featurekit.errors import CacheDamagedError, ProvenanceMismatchError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 JOURNAL_FORMAT = "featurekit-journal"
 _UNIT_NAME = re.compile(r"^unit-(\d+)-(\d+)\.h5$")
 _STR = h5py.string_dtype(encoding="utf-8")
+Made = tuple[dict[str, Any], np.ndarray]  # a unit's run record and per-row decoder codes
 
 
 def journal_dir(cache_path: Path) -> Path:
@@ -65,29 +66,18 @@ class UnitFeatures(Mapping[str, np.ndarray]):
     def __init__(self) -> None:
         self._paths: list[Path] = []
         self._where: dict[str, tuple[int, int]] = {}
-        self._unit_run: list[int] = []  # per unit: index into `runs`
+        self._unit_run: list[dict[str, Any]] = []  # per unit: the record of the run that made it
         self._unit_decoder: list[np.ndarray] = []  # per unit: (n,) uint8 decoder codes
-        self.runs: list[dict[str, Any]] = []  # the runs that made the units, one record per run id
         self._loaded: OrderedDict[int, np.ndarray] = OrderedDict()
         self._ranks: set[str] = set()
         self._keep_all = False  # set by plan_reads when the rows come far from the units' order
 
-    def add_unit(
-        self, path: Path, keys: Sequence[str], made: tuple[dict[str, Any], np.ndarray] | None = None
-    ) -> None:
+    def add_unit(self, path: Path, keys: Sequence[str], made: Made | None = None) -> None:
         """A verified unit's rows; `made`: its run record and per-row decoder codes (None: unrecorded)."""
         unit = len(self._paths)
         self._paths.append(path)
         run, decoder = made if made is not None else (unrecorded_run(None), np.zeros(len(keys), np.uint8))
-        run_id = str(run.get("id"))
-        for i, known in enumerate(self.runs):
-            if str(known.get("id")) == run_id:
-                self.runs[i] = merge_run_records(known, run)
-                self._unit_run.append(i)
-                break
-        else:
-            self._unit_run.append(len(self.runs))
-            self.runs.append(dict(run))
+        self._unit_run.append(run)
         self._unit_decoder.append(decoder)
         match = _UNIT_NAME.match(path.name)
         self._ranks.add(match.group(1) if match else "")
@@ -129,15 +119,17 @@ class UnitFeatures(Mapping[str, np.ndarray]):
         return out if out is not None else np.empty((0, 0), dtype=np.float32)
 
     def made(self, keys: Sequence[str]) -> RowsMade:
-        """The run and decoder of each of `keys`, in order (runs indexed into `self.runs`)."""
+        """The run and decoder of each of `keys`, in order; units of one run share its record
+        (`runs.concat` merges them by id, their batch sizes united)."""
         where = np.array([self._where[k] for k in keys], dtype=np.int64).reshape(-1, 2)
-        unit_run = np.asarray(self._unit_run, dtype=np.int32)
-        run = unit_run[where[:, 0]] if len(where) else np.empty(0, dtype=np.int32)
         sizes = np.array([len(d) for d in self._unit_decoder], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         every = np.concatenate(self._unit_decoder) if self._unit_decoder else np.empty(0, np.uint8)
         decoder = every[offsets[where[:, 0]] + where[:, 1]] if len(where) else np.empty(0, np.uint8)
-        return RowsMade(runs=self.runs, run=run, decoder=decoder.astype(np.uint8))
+        by_unit = RowsMade(
+            runs=self._unit_run, run=where[:, 0].astype(np.int32), decoder=decoder.astype(np.uint8)
+        )
+        return concat([by_unit])
 
     def _unit(self, unit: int) -> np.ndarray:
         features = self._loaded.get(unit)
@@ -302,16 +294,11 @@ class Journal:
         older_units_run = unrecorded_run((self.meta() or {}).get("provenance"))
         for path in self.unit_paths():
             try:
-                _, keys, _, failed = read_unit(path)
+                _, keys, _, failed, made = _read_unit(path)
             except UnitDamaged as exc:
                 logger.warning("%s; its rows will be extracted again", exc)
                 contents.damaged.append(str(exc))
                 continue
-            try:
-                made = read_unit_made(path, len(keys))
-            except UnitDamaged as exc:  # metadata only: its features passed their checksum
-                logger.warning("%s; its rows' run reads as unrecorded", exc)
-                made = None
             contents.units += 1
             if made is None:  # a unit of a featurekit that did not record runs
                 made = (older_units_run, np.zeros(len(keys), np.uint8))
@@ -344,28 +331,17 @@ def _strings(dataset: h5py.Dataset) -> list[str]:
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in dataset[()].reshape(-1)]
 
 
-def read_unit_made(path: Path, rows: int) -> tuple[dict[str, Any], np.ndarray] | None:
-    """A unit's run record and per-row decoder codes; None when it has neither (an older unit)."""
-    try:
-        with h5py.File(path, "r") as f:
-            run = f.attrs.get("run")
-            decoder = f["decoder"][()] if "decoder" in f else None
-    except Exception as exc:
-        raise UnitDamaged(path, f"unreadable: {type(exc).__name__}: {exc}") from None
-    if run is None and decoder is None:
-        return None
-    try:
-        record = json.loads(run) if run is not None else unrecorded_run(None)
-    except ValueError:
-        raise UnitDamaged(path, "its run record is not JSON") from None
-    codes = np.asarray(decoder, dtype=np.uint8) if decoder is not None else np.zeros(rows, np.uint8)
-    if not isinstance(record, dict) or codes.shape != (rows,) or (codes >= len(DECODERS)).any():
-        raise UnitDamaged(path, "its run record or decoder column does not match its rows")
-    return record, codes
-
-
 def read_unit(path: Path) -> tuple[np.ndarray, list[str], list[str], list[FailedRow]]:
     """(features, keys, paths, failures) of one unit; UnitDamaged when it is unreadable or altered."""
+    features, keys, paths, failures, _ = _read_unit(path)
+    return features, keys, paths, failures
+
+
+def _read_unit(path: Path) -> tuple[np.ndarray, list[str], list[str], list[FailedRow], Made | None]:
+    """`read_unit` and the unit's run record and decoder codes, from one opening of the file. The
+    record is None for a unit of an older featurekit, and for a damaged record (with a warning:
+    it is metadata, outside the checksum, so it never costs the unit's features)."""
+    raw: tuple[Any, Any] | str
     try:
         with h5py.File(path, "r") as f:
             features = f["features"][()]
@@ -373,9 +349,32 @@ def read_unit(path: Path) -> tuple[np.ndarray, list[str], list[str], list[Failed
             paths = _strings(f["path"])
             failed = _strings(f["failed"])
             expected = str(f.attrs["sha256"])
+            try:
+                raw = (f.attrs.get("run"), f["decoder"][()] if "decoder" in f else None)
+            except Exception as exc:
+                raw = f"unreadable: {type(exc).__name__}: {exc}"
     except Exception as exc:  # truncated / not HDF5 / missing datasets: all mean "damaged"
         raise UnitDamaged(path, f"unreadable: {type(exc).__name__}: {exc}") from None
     if features.shape[0] != len(keys) or unit_digest(features, keys) != expected:
         raise UnitDamaged(path, "checksum mismatch")
     failures = [FailedRow(*failed[i : i + 4]) for i in range(0, len(failed), 4)]
-    return features, keys, paths, failures
+    made, problem = (None, raw) if isinstance(raw, str) else _parse_made(raw, len(keys))
+    if problem:
+        logger.warning("journal unit %s: %s; its rows' run reads as unrecorded", path.name, problem)
+    return features, keys, paths, failures, made
+
+
+def _parse_made(raw: tuple[Any, Any], rows: int) -> tuple[Made | None, str]:
+    """(run record, decoder codes) from a unit's raw `run` attribute and `decoder` dataset, and what
+    is wrong with them ("" when nothing is)."""
+    run, decoder = raw
+    if run is None and decoder is None:
+        return None, ""
+    try:
+        record = json.loads(run) if run is not None else unrecorded_run(None)
+    except ValueError:
+        return None, "its run record is not JSON"
+    codes = np.asarray(decoder, dtype=np.uint8) if decoder is not None else np.zeros(rows, np.uint8)
+    if not isinstance(record, dict) or codes.shape != (rows,) or (codes >= len(DECODERS)).any():
+        return None, "its run record or decoder column does not match its rows"
+    return (record, codes), ""

@@ -271,7 +271,7 @@ def _feature_chunks(
     pre = backbone.preprocess
     sizes = backbone.img_sizes if len(backbone.img_sizes) > 1 else ()
     # Several input sizes: each image decoded once by PIL in the loader, resized to every size.
-    decode = _multi_size_decode(settings.decode) if sizes else resolve_decode(settings.decode, device, pre)
+    decode = _decode_for(backbone, settings, device)
     if device.type == "cpu":
         keep_freed_memory()  # 4x faster CPU forward passes on glibc (see host_memory.py)
     backbone = prepare_model(backbone, device, precision)
@@ -286,7 +286,7 @@ def _feature_chunks(
     # how many neighbours failed to decode or on being in the last batch (the CPU picks other
     # convolution kernels for other batch shapes), and a compiled forward never recompiles.
     run = OomBackoff(forward, min(batch_size, max(1, len(selected))), pad=True, device=device)
-    workers = default_workers(device) if settings.num_workers is None else settings.num_workers
+    workers = _workers_for(settings, device)
     cpu_dataset = IndexDataset(
         index,
         rows=selected,
@@ -353,32 +353,48 @@ def _feature_chunks(
             decoder.report()
 
 
-def resolved_runtime(backbone: Backbone, settings: ExtractionSettings) -> dict[str, Any]:
-    """What `settings` resolve to for `backbone` on this machine (for the run record): the device
-    and its name, the decoder, loader workers and decode threads. The batch size is recorded per
-    journal unit instead (auto probing and OOM back-off decide it while the run goes).
+def resolved_runtime(
+    backbone: Backbone, settings: ExtractionSettings, device: torch.device
+) -> dict[str, Any]:
+    """What `settings` resolve to for `backbone` on `device` (for the run record): the device's
+    name, the decoder, loader workers and decode threads. The batch size is recorded per journal
+    unit instead (auto probing and OOM back-off decide it while the run goes).
 
     Never raises: a setting that cannot work here is recorded as such, and refused by the engine
     when there are rows to extract, as before."""
-    record: dict[str, Any] = {}
+    record: dict[str, Any] = {"device": str(device)}
     try:
-        device = resolve_device(settings.device)
-        record["device"] = str(device)
         record["device_name"] = device_name(device)
-        sizes = backbone.img_sizes if len(backbone.img_sizes) > 1 else ()
-        pre = backbone.preprocess
-        record["decode"] = (
-            _multi_size_decode(settings.decode)
-            if sizes
-            else resolve_decode(settings.decode, device, pre, quiet=True)
-        )
-        workers = default_workers(device) if settings.num_workers is None else settings.num_workers
+        record["decode"] = _decode_for(backbone, settings, device, quiet=True)
+        workers = _workers_for(settings, device)
         record.update(
             workers=workers, decode_threads=decode_threads(workers), torch_threads=torch.get_num_threads()
         )
     except Exception as exc:  # the record must never stop an extraction
         record["error"] = f"{type(exc).__name__}: {exc}"
     return record
+
+
+def model_rewrites(backbone: Backbone, device: torch.device, precision: str) -> dict[str, int]:
+    """What `prepare_model` will rewrite, for the provenance's `extraction` section: how many
+    BatchNorm layers it folds and how many "same" padded convolutions run without the copy."""
+    return {
+        "fold_batchnorm": len(batchnorm_folds(backbone, precision)),
+        "fold_same_padding": same_padding_folds(backbone, device),
+    }
+
+
+def _decode_for(
+    backbone: Backbone, settings: ExtractionSettings, device: torch.device, quiet: bool = False
+) -> str:
+    """ "cpu" or "gpu" (gpu_decode.resolve_decode); several input sizes always decode with PIL."""
+    if len(backbone.img_sizes) > 1:
+        return _multi_size_decode(settings.decode)
+    return resolve_decode(settings.decode, device, backbone.preprocess, quiet=quiet)
+
+
+def _workers_for(settings: ExtractionSettings, device: torch.device) -> int:
+    return default_workers(device) if settings.num_workers is None else settings.num_workers
 
 
 def device_name(device: torch.device) -> str:

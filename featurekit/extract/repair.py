@@ -23,12 +23,11 @@ from featurekit.cache.verify import verify_cache
 from featurekit.errors import CacheDamagedError, InvalidInputError
 from featurekit.extract.engine import (
     ExtractionSettings,
-    batchnorm_folds,
     extract_features,
+    model_rewrites,
     resolve_device,
     resolve_precision,
     resolved_runtime,
-    same_padding_folds,
 )
 from featurekit.extract.job import decoder_codes
 from featurekit.extract.provenance import build_run_record
@@ -125,12 +124,11 @@ def _reembed(
     device = resolve_device(settings.device)
     requested = {
         **settings.runtime_record(),
-        "fold_batchnorm": len(batchnorm_folds(backbone, resolve_precision(device, settings.amp))),
-        "fold_same_padding": same_padding_folds(backbone, device),
+        **model_rewrites(backbone, device, resolve_precision(device, settings.amp)),
         "repair_of": str(source),
     }
     run = build_run_record(
-        {**provenance, "extraction": requested}, resolved=resolved_runtime(backbone, settings)
+        {**provenance, "extraction": requested}, resolved=resolved_runtime(backbone, settings, device)
     )
     result = extract_features(backbone, index, rows=source_rows, settings=settings)
     if result.failures:

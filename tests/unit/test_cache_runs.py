@@ -38,6 +38,12 @@ def _rows(n: int) -> RowTable:
     return RowTable(paths=[f"a/{i}.jpg" for i in range(n)], content_hashes=[f"{i:064x}" for i in range(n)])
 
 
+def _cache(path: Path, rows: int, made: RowsMade | None = None, value: float = 0.0) -> Path:
+    """A cache of `rows` rows, every feature `value`, with `made` as its record (None: none)."""
+    features = np.full((rows, 2), value, np.float32)
+    return write_cache(path, features=features, rows=_rows(rows), provenance=PROVENANCE, made=made)
+
+
 def test_concat_merges_runs_by_id_unites_batch_sizes_and_puts_rows_in_order() -> None:
     first = RowsMade(
         runs=[_run("A", batch_sizes=[64]), _run("B")],
@@ -86,13 +92,7 @@ def test_the_cache_stores_each_rows_run_and_decoder(tmp_path: Path) -> None:
         run=np.array([0, 0, 1], np.int32),
         decoder=np.array([GPU, CPU, CPU], np.uint8),
     )
-    path = write_cache(
-        tmp_path / "c.h5",
-        features=np.zeros((3, 2), np.float32),
-        rows=_rows(3),
-        provenance=PROVENANCE,
-        made=made,
-    )
+    path = _cache(tmp_path / "c.h5", 3, made)
     with h5py.File(path, "r") as f:  # self-describing for any HDF5 reader
         assert h5py.check_enum_dtype(f["rows/decoder"].dtype) == DECODERS
         assert json.loads(f.attrs["runs"])[0]["resolved"] == {"device": "cuda:0"}
@@ -101,19 +101,11 @@ def test_the_cache_stores_each_rows_run_and_decoder(tmp_path: Path) -> None:
     assert back.run.tolist() == [0, 0, 1] and back.decoder.tolist() == [GPU, CPU, CPU]
     assert [(r["id"], r["rows"]) for r in cache_info(path)["runs"]] == [("A", 2), ("B", 1)]
     with pytest.raises(ValueError, match="2 rows' runs recorded for 3 rows"):
-        write_cache(
-            tmp_path / "d.h5",
-            features=np.zeros((3, 2), np.float32),
-            rows=_rows(3),
-            provenance=PROVENANCE,
-            made=made.subset([0, 1]),
-        )
+        _cache(tmp_path / "d.h5", 3, made.subset([0, 1]))
 
 
 def test_a_cache_without_the_record_reads_as_one_unrecorded_run_from_its_provenance(tmp_path: Path) -> None:
-    path = write_cache(
-        tmp_path / "c.h5", features=np.zeros((4, 2), np.float32), rows=_rows(4), provenance=PROVENANCE
-    )
+    path = _cache(tmp_path / "c.h5", 4)
     made = open_cached_rows(path).made
     (run,) = made.runs
     assert is_unrecorded(run) and run["id"] == unrecorded_run(PROVENANCE)["id"]  # stable
@@ -130,13 +122,7 @@ def test_a_damaged_record_never_costs_the_features_verify_names_it_and_repair_re
     tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
     made = RowsMade(runs=[_run("A")], run=np.zeros(3, np.int32), decoder=np.full(3, CPU, np.uint8))
-    path = write_cache(
-        tmp_path / "c.h5",
-        features=np.ones((3, 2), np.float32),
-        rows=_rows(3),
-        provenance=PROVENANCE,
-        made=made,
-    )
+    path = _cache(tmp_path / "c.h5", 3, made, value=1.0)
     with h5py.File(path, "r+") as f:
         if damage == "index outside the runs":
             f["rows/run"][1] = 7

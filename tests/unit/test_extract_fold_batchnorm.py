@@ -229,22 +229,30 @@ def test_default_backbone_with_real_weights_on_real_photos(shared_data: Path) ->
     assert F.cosine_similarity(folded, expected).min().item() > 0.99999
 
 
-def test_extraction_records_the_fold_in_the_provenance(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "same_padding"), [("test_efficientnet", 0), ("tf_mobilenetv3_small_minimal_100", 5)]
+)
+def test_extraction_records_the_model_rewrites_in_the_provenance(
+    tmp_path: Path, name: str, same_padding: int
+) -> None:
+    """How many BatchNorm layers were folded, and (same_padding.py) how many TF-"same" padded
+    convolutions ran without the padding copy."""
     from featurekit import api
     from featurekit.cache import read_provenance
 
     root = tmp_path / "images" / "a"
     root.mkdir(parents=True)
     for i in range(2):
-        Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)).save(root / f"{i}.jpg")
+        Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(root / f"{i}.jpg")
     report = api.extract(
         tmp_path / "images",
-        backbone="test_efficientnet",
+        backbone=name,
         weights="random",
         out=tmp_path / "c.h5",
         settings=ExtractionSettings(progress=False, batch_size=2, device="cpu"),
     )
     provenance, _ = read_provenance(report.cache_path)
     folded = provenance["extraction"]["fold_batchnorm"]  # how many BatchNorm layers were folded
-    model = create_backbone("test_efficientnet", weights="random").model
+    model = create_backbone(name, weights="random").model
     assert folded == len(foldable_pairs(model)) == _norms(model) > 0
+    assert provenance["extraction"]["fold_same_padding"] == same_padding

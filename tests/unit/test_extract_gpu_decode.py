@@ -245,7 +245,7 @@ def test_extraction_with_device_decoding_matches_the_pil_path(
     backbone = _backbone(interpolation="bicubic")
     settings = ExtractionSettings(batch_size=3, device="cpu", progress=False, num_workers=0)
     pil = extract_features(backbone, index, settings=settings)
-    monkeypatch.setattr(engine_module, "resolve_decode", lambda decode, device, pre: "gpu")
+    monkeypatch.setattr(engine_module, "resolve_decode", lambda decode, device, pre, quiet=False: "gpu")
     with caplog.at_level(logging.WARNING, logger="featurekit.extract.gpu_decode"):
         mixed = extract_features(backbone, index, settings=settings)
     assert "decoded by PIL instead" not in caplog.text and "could not take" not in caplog.text
@@ -314,7 +314,7 @@ def test_engine_with_every_jpeg_on_the_cpu_share_equals_the_pil_path(
     backbone = _backbone(interpolation="bicubic")
     settings = ExtractionSettings(batch_size=3, device="cpu", progress=False, num_workers=0)
     pil = extract_features(backbone, index, settings=settings)
-    monkeypatch.setattr(engine_module, "resolve_decode", lambda decode, device, pre: "gpu")
+    monkeypatch.setattr(engine_module, "resolve_decode", lambda decode, device, pre, quiet=False: "gpu")
     shared = ExtractionSettings(
         batch_size=3, device="cpu", progress=False, num_workers=0, cpu_decode_share=1.0
     )

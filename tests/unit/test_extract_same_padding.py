@@ -13,7 +13,7 @@ from PIL import Image
 from timm.layers import Conv2dSame
 
 from featurekit.backbones import create_backbone, with_layers
-from featurekit.extract import ExtractionSettings, prepare_model
+from featurekit.extract import prepare_model
 from featurekit.extract.engine import same_padding_folds
 from featurekit.extract.same_padding import SamePaddedConv, count_same_padding, fold_same_padding
 
@@ -110,25 +110,6 @@ def test_default_backbone_with_real_weights_on_real_photos(shared_data: Path) ->
         rewritten = prepare_model(backbone, torch.device("cpu"), "bfloat16")  # no BatchNorm folding
         ours = rewritten.embed(x)
     assert (ours - expected).abs().max().item() <= 1e-5 * expected.abs().max().item()
-
-
-def test_extraction_records_the_rewrite_in_the_provenance(tmp_path: Path) -> None:
-    from featurekit import api
-    from featurekit.cache import read_provenance
-
-    root = tmp_path / "images" / "a"
-    root.mkdir(parents=True)
-    for i in range(2):
-        Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(root / f"{i}.jpg")
-    report = api.extract(
-        tmp_path / "images",
-        backbone="tf_mobilenetv3_small_minimal_100",
-        weights="random",
-        out=tmp_path / "c.h5",
-        settings=ExtractionSettings(progress=False, batch_size=2, device="cpu"),
-    )
-    provenance, _ = read_provenance(report.cache_path)
-    assert provenance["extraction"]["fold_same_padding"] == 5
 
 
 def test_a_convolution_under_several_names_gets_one_wrapper_that_follows_its_weights() -> None:
