@@ -7,6 +7,8 @@ A broken image yields a failure record for its own row; it never substitutes ano
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ class IndexDataset(Dataset[Sample]):
     `threads` > 1 decodes the images of a loader batch on that many threads (`__getitems__`, which
     the DataLoader calls with a batch's positions). PIL releases the GIL while it decodes and
     resamples, so an in-process loader (the CPU default) uses every core between forward passes
-    instead of one.
+    instead of one. How the work is shared is `_StagedBatch`'s business.
     """
 
     def __init__(
@@ -75,7 +77,7 @@ class IndexDataset(Dataset[Sample]):
         with bomb_warnings_as_errors():
             if self.threads <= 1 or len(positions) <= 1:
                 return [self._sample(position) for position in positions]
-            return list(self._threads().map(self._sample, positions))
+            return _StagedBatch(self, positions).run(self._threads(), helpers=self.threads - 1)
 
     def _threads(self) -> ThreadPoolExecutor:
         # A forked loader worker inherits the pool object but none of its threads: start its own.
@@ -92,8 +94,12 @@ class IndexDataset(Dataset[Sample]):
 
     def _sample(self, position: int) -> Sample:
         """One row, decoded and transformed; the caller holds `bomb_warnings_as_errors()`."""
+        row, image, bad = self._open(position)
+        return (row, None, bad) if image is None else self._finish(row, image)
+
+    def _open(self, position: int) -> tuple[int, Image.Image | None, BadInput | None]:
+        """Row `position`'s image, decoded (and cropped to its box), or its failure."""
         row = int(self.rows[position])
-        stage = "decode"
         try:
             image = load_image(
                 self.index,
@@ -102,14 +108,83 @@ class IndexDataset(Dataset[Sample]):
                 background=self.background,
                 filtered=True,
             )
-            stage = "transform"
-            return row, self.transform(image), None
         except Exception as exc:  # the per-image guard: any failure is this row's, reported, not fatal
-            if isinstance(exc, BadImageError):  # a specific reason, without the path repeated
-                stage, reason = exc.stage, exc.reason
-            else:
-                reason = f"{type(exc).__name__}: {exc}"
-            return row, None, BadInput(row=row, path=self.index.paths[row], stage=stage, reason=reason)
+            return row, None, self._failure(row, "decode", exc)
+        return row, image, None
+
+    def _finish(self, row: int, image: Image.Image) -> Sample:
+        """A decoded image through `transform` (resize, crop), or its failure."""
+        try:
+            return row, self.transform(image), None
+        except Exception as exc:  # as in _open: this row's failure only
+            return row, None, self._failure(row, "transform", exc)
+
+    def _failure(self, row: int, stage: str, exc: Exception) -> BadInput:
+        if isinstance(exc, BadImageError):  # a specific reason, without the path repeated
+            stage, reason = exc.stage, exc.reason
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        return BadInput(row=row, path=self.index.paths[row], stage=stage, reason=reason)
+
+
+class _StagedBatch:
+    """One loader batch decoded on the calling thread and resized by helper threads as it goes.
+
+    Each image needs a decode (`IndexDataset._open`: file reads and JPEG parsing in Python, then
+    PIL's C decoder) and a resize (`_finish`: almost all in PIL's C resampler, without the GIL).
+    Handing whole images to every thread (`pool.map`) made two threads no faster than one on
+    CIFAR-sized JPEGs (0.53 ms per image either way, 2 cores): both threads spent the decode's
+    Python part fighting over the GIL. Here the calling thread decodes, in order, and queues each
+    image; helpers resize queued images and decode only when nothing is queued (so many cores are
+    not left waiting on one decoding thread); once all are decoded, the caller resizes too.
+    32 px CIFAR JPEGs to 224 px: 0.53 → 0.38 ms per image; 350 px photos: unchanged (~0.9 ms).
+    """
+
+    def __init__(self, dataset: IndexDataset, positions: list[int]) -> None:
+        self.dataset = dataset
+        self.positions = positions
+        self.samples: list[Sample | None] = [None] * len(positions)
+        self.decoded: deque[tuple[int, int, Image.Image]] = deque()  # (slot, row, image); thread-safe
+        self._claim = threading.Lock()
+        self._next = 0  # the next slot to decode
+
+    def run(self, pool: ThreadPoolExecutor, *, helpers: int) -> list[Sample]:
+        jobs = [pool.submit(self._work, decode_first=False) for _ in range(helpers)]
+        self._work(decode_first=True)
+        for job in jobs:
+            job.result()  # every failure is caught per image; anything else is a bug: raise it
+        assert all(sample is not None for sample in self.samples)
+        return [sample for sample in self.samples if sample is not None]
+
+    def _work(self, *, decode_first: bool) -> None:
+        # A thread stops when nothing is left to decode and nothing decoded waits. An image
+        # another thread is still decoding is queued by that thread, which then loops again, so
+        # every image is resized by someone.
+        steps = (self._decode_one, self._resize_one)
+        first, then = steps if decode_first else steps[::-1]
+        while first() or then():
+            pass
+
+    def _decode_one(self) -> bool:
+        with self._claim:
+            slot = self._next
+            if slot >= len(self.positions):
+                return False
+            self._next += 1
+        row, image, bad = self.dataset._open(self.positions[slot])
+        if image is None:
+            self.samples[slot] = (row, None, bad)
+        else:
+            self.decoded.append((slot, row, image))
+        return True
+
+    def _resize_one(self) -> bool:
+        try:
+            slot, row, image = self.decoded.popleft()
+        except IndexError:
+            return False
+        self.samples[slot] = self.dataset._finish(row, image)
+        return True
 
 
 @dataclass

@@ -50,8 +50,9 @@ def _dataset(folder: Path, threads: int, img_size: int = 32) -> IndexDataset:
     return IndexDataset(index, rows=range(len(index)), transform=geometry_transform(pre), threads=threads)
 
 
-def test_threaded_batch_equals_one_image_at_a_time(mixed_folder: Path) -> None:
-    serial, threaded = _dataset(mixed_folder, 1), _dataset(mixed_folder, 4)
+@pytest.mark.parametrize("threads", [2, 4, 64])  # 64: more helpers than images
+def test_threaded_batch_equals_one_image_at_a_time(mixed_folder: Path, threads: int) -> None:
+    serial, threaded = _dataset(mixed_folder, 1), _dataset(mixed_folder, threads)
     positions = list(range(len(serial)))[::-1]  # any order the sampler gives is kept
     expected = [serial[i] for i in positions]
     got = threaded.__getitems__(positions)
@@ -64,6 +65,29 @@ def test_threaded_batch_equals_one_image_at_a_time(mixed_folder: Path) -> None:
             assert theirs is not None and torch.equal(ours, theirs)
     failures = {bad.path: bad.stage for _, _, bad in got if bad is not None}
     assert failures == {"c/23_empty.jpg": "decode", "c/24_truncated.jpg": "decode"}
+
+
+def test_a_failing_resize_is_its_own_rows_failure_on_any_thread(mixed_folder: Path) -> None:
+    """Decoded on the calling thread, resized on a helper: a transform error still lands on the
+    row whose image it was, at stage "transform", and the batch goes on."""
+    dataset = _dataset(mixed_folder, 3)
+    geometry = dataset.transform
+
+    def transform(image: Image.Image) -> torch.Tensor:
+        if image.size == (70, 30):
+            raise ValueError("no resize for 70x30 today")
+        return geometry(image)
+
+    dataset.transform = transform
+    positions = list(range(len(dataset)))
+    got = dataset.__getitems__(positions)
+    dataset.close()
+    assert [row for row, _, _ in got] == positions
+    failed = {bad.path: (bad.stage, bad.reason) for _, _, bad in got if bad is not None}
+    resize_failures = {path for path, (stage, _) in failed.items() if stage == "transform"}
+    assert resize_failures == {"c/01.jpg", "c/06.jpg", "c/11.jpg"}
+    assert all(failed[path][1] == "ValueError: no resize for 70x30 today" for path in resize_failures)
+    assert sum(tensor is not None for _, tensor, _ in got) == len(positions) - 5
 
 
 def test_threaded_loader_batches_equal_serial_ones(mixed_folder: Path) -> None:
