@@ -153,8 +153,10 @@ class _StagedBatch:
         self._work(decode_first=True)
         for job in jobs:
             job.result()  # every failure is caught per image; anything else is a bug: raise it
-        assert all(sample is not None for sample in self.samples)
-        return [sample for sample in self.samples if sample is not None]
+        done = [sample for sample in self.samples if sample is not None]
+        if len(done) != len(self.samples):  # a scheduling bug, never bad input: rows must not shift
+            raise RuntimeError(f"staged decode finished {len(done)} of {len(self.samples)} images")
+        return done
 
     def _work(self, *, decode_first: bool) -> None:
         # A thread stops when nothing is left to decode and nothing decoded waits. An image
