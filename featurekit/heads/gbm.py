@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.model_selection import train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -21,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from featurekit.errors import InvalidInputError, MissingDependencyError
 from featurekit.heads._base import HEADS
+from featurekit.heads._holdout import MIN_HELD_OUT_ROWS, held_out_split
 from featurekit.heads._space import IntLogUniform, LogUniform, Uniform
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ DEFAULT_REG_LAMBDA = 1.0
 AUTO_EARLY_STOPPING_ROWS = 10_000
 DEFAULT_VALIDATION_FRACTION = 0.1
 DEFAULT_N_ITER_NO_CHANGE = 20
-_MIN_VALIDATION_ROWS = 20  # below this a held-out loss is noise: all rounds are trained instead
 
 
 def _is_int(value: Any) -> bool:
@@ -330,19 +329,14 @@ class EarlyStoppedLGBM(ClassifierMixin, BaseEstimator):
         import lightgbm
 
         model = clone(self.lgbm)
-        n_valid = round(self.validation_fraction * len(y))
-        classes, counts = np.unique(y, return_counts=True)
-        if n_valid < _MIN_VALIDATION_ROWS or len(y) - n_valid < _MIN_VALIDATION_ROWS:
-            logger.info(
-                "lightgbm: %d rows are too few to hold out a validation share; no early stopping", len(y)
-            )
+        split = None
+        if len(y) - round(self.validation_fraction * len(y)) >= MIN_HELD_OUT_ROWS:  # rows left to learn
+            split = held_out_split(len(y), self.validation_fraction, strata=y, random_state=self.random_state)
+        if split is None:
+            logger.info("lightgbm: %d rows, too few to hold out a share; no early stopping", len(y))
             self.estimator_ = model.fit(X, y)
         else:
-            stratify = y if counts.min() >= 2 and n_valid >= len(classes) else None
-            train, valid = train_test_split(
-                np.arange(len(y)), test_size=n_valid, random_state=self.random_state, stratify=stratify
-            )
-            train, valid = np.sort(train), np.sort(valid)
+            train, valid = split
             stop = lightgbm.early_stopping(self.n_iter_no_change, first_metric_only=True, verbose=False)
             # LightGBM 4.6 renamed eval_set to eval_X/eval_y (and warns about the old name).
             if "eval_X" in inspect.signature(model.fit).parameters:

@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import Tags
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -22,13 +21,13 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from featurekit.errors import InvalidInputError
 from featurekit.heads._base import HEADS
+from featurekit.heads._holdout import held_out_split
 from featurekit.heads._space import Choice, LogUniform, Uniform
 from featurekit.heads._torch import torch_device
 
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-_MIN_VALIDATION_ROWS = 20  # below this a validation loss is noise: train for max_epochs instead
 
 
 @HEADS.register("mlp")
@@ -144,17 +143,13 @@ class MLPHead(ClassifierMixin, BaseEstimator):
         return self
 
     def _validation_split(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        rows = np.arange(len(targets))
-        n_valid = round(self.validation_fraction * len(rows))
-        if not self.early_stopping or n_valid < _MIN_VALIDATION_ROWS:
-            return rows, None
-        stratify = None
-        if not self.multilabel_ and np.bincount(targets).min() >= 2:
-            stratify = targets
-        train, valid = train_test_split(
-            rows, test_size=n_valid, random_state=self.random_state, stratify=stratify
-        )
-        return np.sort(train), np.sort(valid)
+        split = None
+        if self.early_stopping:
+            strata = None if self.multilabel_ else targets
+            split = held_out_split(
+                len(targets), self.validation_fraction, strata=strata, random_state=self.random_state
+            )
+        return split if split is not None else (np.arange(len(targets)), None)
 
     def _logits(self, X: Any) -> np.ndarray:
         """(N, K) for single-label (K ≥ 2), (N, C) for multi-label."""
