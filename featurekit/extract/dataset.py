@@ -133,11 +133,12 @@ class _StagedBatch:
     Each image needs a decode (`IndexDataset._open`: file reads and JPEG parsing in Python, then
     PIL's C decoder) and a resize (`_finish`: almost all in PIL's C resampler, without the GIL).
     Handing whole images to every thread (`pool.map`) made two threads no faster than one on
-    CIFAR-sized JPEGs (0.53 ms per image either way, 2 cores): both threads spent the decode's
-    Python part fighting over the GIL. Here the calling thread decodes, in order, and queues each
-    image; helpers resize queued images and decode only when nothing is queued (so many cores are
-    not left waiting on one decoding thread); once all are decoded, the caller resizes too.
-    32 px CIFAR JPEGs to 224 px: 0.53 → 0.38 ms per image; 350 px photos: unchanged (~0.9 ms).
+    CIFAR-sized JPEGs (2 cores): both threads spent the decode's Python part fighting over the
+    GIL. Here the calling thread decodes, in order, and queues each image; helpers resize queued
+    images and decode only when nothing is queued (so many cores are not left waiting on one
+    decoding thread); once all are decoded, the caller resizes too. On 2 cores, per image: 32 px
+    CIFAR JPEGs to 224 px 0.60 → 0.46 ms, 350 px photos 1.13–1.24 → 1.04 ms
+    (bench/results/cpu-staged-decode-ab-2026-12-03.md).
     """
 
     def __init__(self, dataset: IndexDataset, positions: list[int]) -> None:
