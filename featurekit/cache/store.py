@@ -112,8 +112,8 @@ def _read_made(f: h5py.File) -> RowsMade:
             raise ValueError("runs is not a list of records")
         group = f["rows"]
         decoder = group["decoder"][()].astype(np.uint8) if "decoder" in group else np.zeros(n, np.uint8)
-        if len(decoder) and decoder.max() >= len(DECODERS):
-            raise ValueError(f"decoder code {decoder.max()} is not one of {DECODERS}")
+        if len(decoder) and np.max(decoder) >= len(DECODERS):
+            raise ValueError(f"decoder code {np.max(decoder)} is not one of {DECODERS}")
         made = RowsMade(runs=runs, run=group["run"][()].astype(np.int32), decoder=decoder)
     except (ValueError, TypeError, KeyError, OSError) as exc:
         raise CacheDamagedError(

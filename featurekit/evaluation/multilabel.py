@@ -52,7 +52,7 @@ def voc11_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     recall = tp / n_pos
     precision = tp / np.arange(1, len(y) + 1)
     points = [precision[recall >= k / 10] for k in range(11)]
-    return float(np.mean([p.max() if p.size else 0.0 for p in points]))
+    return float(np.mean([np.max(p) if p.size else 0.0 for p in points]))
 
 
 def per_class_voc11_average_precision(y_true: np.ndarray, proba: np.ndarray) -> list[float | None]:

@@ -55,12 +55,12 @@ def choose_threshold(
         return None
     y = np.asarray(y)
     counts = np.bincount(y, minlength=2)
-    if len(counts) != 2 or counts.min() < 2:
+    if len(counts) != 2 or np.min(counts) < 2:
         raise InvalidInputError(
             f"choosing a {rule} threshold needs at least 2 training rows of each of 2 classes, "
             f"got counts {counts.tolist()}; use threshold 'argmax'"
         )
-    folds = int(min(MAX_FOLDS, counts.min()))
+    folds = min(MAX_FOLDS, int(np.min(counts)))
     if groups is not None:
         folds = min(folds, len(np.unique(groups)))
         cv: Any = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=random_state)

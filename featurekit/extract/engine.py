@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -165,7 +165,9 @@ def prepare_model(backbone: Backbone, device: torch.device, precision: str) -> B
             fold_same_padding(rewritten)
         backbone = copy.copy(backbone)  # everything else as given (attributes included), own model
         backbone.model = rewritten
-    backbone.model.to(device).to(memory_format=torch.channels_last)
+    # Through Any: torch's own stubs only list `memory_format` for Module.to from 2.12 on, and the
+    # GPU machine runs 2.11 (the call itself works on every supported torch).
+    cast(Any, backbone.model.to(device)).to(memory_format=torch.channels_last)
     return backbone
 
 

@@ -21,7 +21,7 @@ def held_out_split(
     stratify = None
     if strata is not None:
         _, counts = np.unique(strata, return_counts=True)
-        if counts.min() >= 2 and n_held_out >= len(counts):
+        if np.min(counts) >= 2 and n_held_out >= len(counts):
             stratify = strata
     train, held_out = train_test_split(
         np.arange(n_rows), test_size=n_held_out, random_state=random_state, stratify=stratify

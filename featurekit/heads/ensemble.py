@@ -205,7 +205,7 @@ class EnsembleHead(ClassifierMixin, BaseEstimator):
     def _out_of_fold(self, members: list[Any], X: np.ndarray, y: np.ndarray, groups: Any) -> list[np.ndarray]:
         """Each member's probabilities of each training row, from a copy fitted without that row."""
         _, counts = np.unique(y, return_counts=True)
-        folds = int(min(self.cv, counts.min()))
+        folds = min(int(self.cv), int(np.min(counts)))
         cv: Any
         if groups is not None:
             groups = np.asarray(groups)
@@ -217,7 +217,7 @@ class EnsembleHead(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"out-of-fold predictions (method={self.method!r}, tie_breaker={self.tie_breaker!r}) "
                 f"need at least 2 training rows of every class and 2 groups; the rarest class has "
-                f"{counts.min()}; use method='soft' or tie_breaker='first'/'proba'"
+                f"{np.min(counts)}; use method='soft' or tie_breaker='first'/'proba'"
             )
         return [
             np.asarray(

@@ -168,7 +168,7 @@ class LinearSVMHead(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(
                 f"y has only one class ({classes[0]!r}); linear-svm needs at least 2 classes"
             )
-        rarest = int(counts.argmin())
+        rarest = int(np.argmin(counts))
         if counts[rarest] < 2:
             raise InvalidInputError(
                 f"class {classes[rarest]!r} has 1 training row; linear-svm calibrates its probabilities "

@@ -47,7 +47,7 @@ def resample_rows(y: np.ndarray, *, strategy: str, random_state: int | None = 0)
         return rows
     rng = np.random.default_rng(random_state)
     classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    target = int(counts.min() if strategy == "under" else counts.max())
+    target = int(np.min(counts) if strategy == "under" else np.max(counts))
     picked = []
     for k in range(len(classes)):
         members = rows[inverse == k]
