@@ -19,16 +19,18 @@ PART="${1:-all}"
 case "$PART" in core | more | all) ;; *) echo "usage: $0 [core|more|all]" >&2; exit 2 ;; esac
 OUT="${OUT:-/tmp/gpu-out}"; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-# The checkout itself on the path: the steps run even if the editable install below cannot build
-# offline (it needs setuptools >= 68 without build isolation).
+# The checkout itself on the path, not installed: nothing is built on a machine without network.
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PY:-python3}"
 # STEP_LIMIT=15 PY=.venv/bin/python SKIP_INSTALL=1 bash bench/gpu_checks.sh all: a quick dry run of the arguments.
 step() { local limit=${STEP_LIMIT:-$1}; shift; echo "== $* (limit ${limit}s)"; timeout "$limit" "$@" 2>&1 | tee -a "$OUT/gpu-checks.log"; }
 
+# The wheels the machine lacks go to their own folder on the path, as the device README does it: the
+# image's Python may not take installs into its own site-packages, and nothing there is replaced.
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps .gpu-carry/wheels/*.whl
-  $PY -m pip install -q --no-deps --no-build-isolation -e . || $PY -m pip install -q --no-deps -e .
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .gpu-carry/wheels/*.whl || { echo "carried wheels did not install" >&2; exit 1; }
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 # The device machine has no ../shared: the carried copy of the real data stands in. Never replace a
 # ../shared/data that exists (on the development machine it is the only copy).
